@@ -1,0 +1,44 @@
+# webcare: `make run` starts everything, `make test` runs the whole test suite.
+# Both create .venv with Python 3.10, install the pinned dependencies and train the model
+# when needed; re-running them when nothing changed skips the install and the training.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test setup model pytest rasa-validate rasa-test clean
+
+run: setup model
+	$(BIN)/webcare run
+
+test: setup model rasa-validate pytest rasa-test
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@python=$$(scripts/find-python3.10) || exit 1; \
+	if [ ! -x $(BIN)/python ] || ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
+	  echo "creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet --upgrade "pip<25"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip check
+	@touch $@
+
+model: setup
+	@mkdir -p var
+	$(BIN)/webcare train
+
+rasa-validate: setup
+	$(BIN)/rasa data validate --config config.yml --domain domain.yml --data data
+
+pytest: setup model
+	$(BIN)/python -m pytest -q
+
+rasa-test: setup model
+	$(BIN)/rasa test core --stories tests/test_stories.yml --model models \
+	  --fail-on-prediction-errors --out results --no-plot
+
+clean:
+	rm -rf $(VENV) models results var

@@ -1,0 +1,140 @@
+"""The ``webcare`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from bot import __version__
+from bot.config import ConfigError, load_config
+
+logger = logging.getLogger(__name__)
+
+PROJECT = Path.cwd()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and its options."""
+    parser = argparse.ArgumentParser(
+        prog="webcare",
+        description="webcare: a Rasa assistant drafts answers, agents approve them, "
+        "every contact gets a root cause.",
+    )
+    parser.add_argument("--version", action="version", version=f"webcare {__version__}")
+    parser.add_argument("--config", help="configuration file (default: $WEBCARE_CONFIG or ./webcare.yml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train if needed, then start the Rasa server, the action server and the service")
+    run.add_argument("--no-train", action="store_true", help="start with the existing model even if stale")
+
+    service = sub.add_parser("service", help="start only the webcare service (aiohttp)")
+    service.add_argument("--host", help="listen address (default from the configuration)")
+    service.add_argument("--port", type=int, help="port (default from the configuration)")
+
+    train = sub.add_parser("train", help="train the Rasa model when it is missing or stale")
+    train.add_argument("--force", action="store_true", help="train even when the model is up to date")
+
+    nlu = sub.add_parser("nlu", help="NLU tools")
+    nlu_sub = nlu.add_subparsers(dest="nlu_command", metavar="NLU_COMMAND")
+    crossval = nlu_sub.add_parser(
+        "crossval", help="cross-validated intent accuracy of the project's NLU data (both languages)"
+    )
+    crossval.add_argument("--folds", type=int, default=5)
+    crossval.add_argument("--data", default="data/nlu", help="NLU files or folder (default: data/nlu)")
+    crossval.add_argument("--json", action="store_true", help="print JSON only")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``webcare`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "version":
+        print(f"webcare {__version__}")
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"webcare: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "train":
+        from bot.model_training import train
+
+        try:
+            train(PROJECT, PROJECT / config.rasa.model_dir, force=args.force)
+        except RuntimeError as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    if args.command == "run":
+        from bot.launcher import run_all
+        from bot.model_training import train
+
+        (PROJECT / "var").mkdir(exist_ok=True)
+        if not args.no_train:
+            try:
+                train(PROJECT, PROJECT / config.rasa.model_dir)
+            except RuntimeError as exc:
+                print(f"webcare: {exc}", file=sys.stderr)
+                return 1
+        return run_all(config, PROJECT)
+
+    if args.command == "service":
+        from aiohttp import web
+
+        from bot.app import create_app
+
+        host = args.host or config.service.host
+        port = args.port or config.service.port
+        try:
+            app = create_app(config)
+        except Exception as exc:  # a broken store or plugin must stop start-up, loudly
+            print(f"webcare: cannot start the service: {exc}", file=sys.stderr)
+            return 1
+        web.run_app(app, host=host, port=port, print=lambda *_: print(
+            f"webcare service {__version__} listening on http://{host}:{port}/", flush=True))
+        return 0
+
+    if args.command == "nlu":
+        return _nlu(args, parser)
+    parser.print_help()
+    return 2
+
+
+def _nlu(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.nlu_command != "crossval":
+        parser.parse_args(["nlu", "--help"])
+        return 2
+    from nlu.evaluation import cross_validate, load_rasa_examples
+
+    data = Path(args.data)
+    files = sorted(data.rglob("*.yml")) if data.is_dir() else [data]
+    if not files:
+        print(f"webcare: no NLU files in {data}", file=sys.stderr)
+        return 2
+    examples = load_rasa_examples(files)
+    report = cross_validate(examples, PROJECT / "config.yml", folds=args.folds)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['examples']} examples, {report['folds']}-fold cross-validation")
+    print(f"intent accuracy {report['accuracy']:.3f}  macro F1 {report['macro_f1']:.3f}  top-3 {report['top3']:.3f}")
+    for lang, accuracy in report["accuracy_by_language"].items():
+        print(f"  {lang}: accuracy {accuracy:.3f}")
+    print(f"training {report['train_seconds_per_fold']:.1f} s per fold, {report['predict_ms']:.1f} ms per message")
+    if report["top_confusions"]:
+        print("most frequent confusions:")
+        for row in report["top_confusions"]:
+            print(f"  {row['intent']} → {row['predicted']}: {row['count']}")
+    return 0

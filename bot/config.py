@@ -1,0 +1,145 @@
+"""One configuration file (``webcare.yml``) plus environment variables, validated at start-up.
+
+Lookup: ``--config PATH``, else ``$WEBCARE_CONFIG``, else ``webcare.yml`` in the working
+directory, else the built-in defaults. Environment variables override the file:
+``WEBCARE_DATABASE_URL``, ``WEBCARE_HOST``, ``WEBCARE_PORT``, ``WEBCARE_RASA_URL``,
+``WEBCARE_ACTIONS_URL``. Secrets belong in the environment, never in the file.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+import yaml
+
+from bot.opening_hours import DEFAULT_OPENING_HOURS, OpeningHours, OpeningHoursError
+
+DEFAULT_CONFIG_FILE = "webcare.yml"
+
+DEFAULTS: Dict[str, Any] = {
+    "service": {"host": "127.0.0.1", "port": 8080},
+    "database": {"url": "sqlite:///var/webcare.db"},
+    "rasa": {
+        "url": "http://127.0.0.1:5005",
+        "actions_url": "http://127.0.0.1:5055",
+        "model_dir": "models",
+    },
+    "opening_hours": DEFAULT_OPENING_HOURS,
+}
+
+ENVIRONMENT = {
+    "WEBCARE_DATABASE_URL": ("database", "url"),
+    "WEBCARE_HOST": ("service", "host"),
+    "WEBCARE_PORT": ("service", "port"),
+    "WEBCARE_RASA_URL": ("rasa", "url"),
+    "WEBCARE_ACTIONS_URL": ("rasa", "actions_url"),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RasaConfig:
+    url: str
+    actions_url: str
+    model_dir: str
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration of one webcare deployment."""
+
+    service: ServiceConfig
+    database_url: str
+    rasa: RasaConfig
+    opening_hours: OpeningHours
+    source: Optional[Path] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def config_path(explicit: Optional[str] = None) -> Optional[Path]:
+    """The configuration file in use, or ``None`` for the built-in defaults."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        return path
+    if os.environ.get("WEBCARE_CONFIG"):
+        return config_path(os.environ["WEBCARE_CONFIG"])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read, merge with defaults and the environment, and validate."""
+    environ = os.environ if environ is None else environ
+    source = config_path(path)
+    data: Dict[str, Any] = {}
+    if source is not None:
+        try:
+            data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping")
+    where = str(source or "defaults")
+    unknown = set(data) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    merged = copy.deepcopy(DEFAULTS)
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section '{section}' must be a mapping")
+        if section != "opening_hours":
+            unknown_keys = set(values) - set(DEFAULTS[section])
+            if unknown_keys:
+                raise ConfigError(f"{where}: unknown key(s) {sorted(unknown_keys)} in '{section}'")
+            merged[section].update(values)
+        else:
+            merged[section] = {**DEFAULTS[section], **values}
+    for variable, (section, key) in ENVIRONMENT.items():
+        if environ.get(variable):
+            merged[section][key] = environ[variable]
+
+    try:
+        port = int(merged["service"]["port"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: service.port must be a number, not {merged['service']['port']!r}")
+    if not 0 < port < 65536:
+        raise ConfigError(f"{where}: service.port {port} is out of range")
+    for section, key in (("database", "url"), ("rasa", "url"), ("rasa", "actions_url")):
+        if not isinstance(merged[section][key], str) or "://" not in merged[section][key]:
+            raise ConfigError(f"{where}: {section}.{key} must be a URL, not {merged[section][key]!r}")
+    try:
+        hours = OpeningHours.from_config(merged["opening_hours"])
+    except OpeningHoursError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+    return Config(
+        service=ServiceConfig(host=str(merged["service"]["host"]), port=port),
+        database_url=merged["database"]["url"],
+        rasa=RasaConfig(
+            url=merged["rasa"]["url"].rstrip("/"),
+            actions_url=merged["rasa"]["actions_url"].rstrip("/"),
+            model_dir=str(merged["rasa"]["model_dir"]),
+        ),
+        opening_hours=hours,
+        source=source,
+        raw=merged,
+    )
+
+
+def load_opening_hours() -> OpeningHours:
+    """The configured opening hours (for the action server, which has no CLI options)."""
+    return load_config().opening_hours

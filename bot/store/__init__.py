@@ -1,0 +1,1 @@
+"""The webcare store: SQLAlchemy models and sessions over SQLite or PostgreSQL."""

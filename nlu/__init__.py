@@ -1,0 +1,1 @@
+"""Rasa NLU components shipped by webcare (fast intent classifier, language detector)."""

@@ -1,0 +1,158 @@
+"""Train the project's NLU pipeline through Rasa and measure it (hold-out or k-fold)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import yaml
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_INTENT = "nlu_fallback"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled NLU example."""
+
+    text: str
+    intent: str
+    lang: Optional[str] = None
+
+
+@dataclass
+class Predictions:
+    """Rankings predicted for a list of texts, with timings."""
+
+    rankings: List[List[Dict[str, Any]]]
+    train_seconds: float
+    predict_ms: float
+
+
+def load_rasa_examples(paths: Iterable[Path]) -> List[Example]:
+    """Intent examples of Rasa NLU files, with their ``lang`` metadata."""
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    from nlu.language_detector import training_language
+
+    examples: List[Example] = []
+    for path in paths:
+        data = load_data(str(path))
+        for message in data.intent_examples:
+            examples.append(Example(message.get("text"), message.get("intent"), training_language(message)))
+    return examples
+
+
+def write_nlu_yaml(examples: Sequence[Example], path: Path) -> None:
+    """Write examples as Rasa NLU YAML, one block per (intent, lang)."""
+    blocks: Dict[tuple, List[str]] = defaultdict(list)
+    for example in examples:
+        blocks[(example.intent, example.lang)].append(example.text)
+    nlu = []
+    for (intent, lang), texts in blocks.items():
+        block: Dict[str, Any] = {"intent": intent}
+        if lang:
+            block["metadata"] = {"lang": lang}
+        block["examples"] = "".join(f"- {_one_line(t)}\n" for t in texts)
+        nlu.append(block)
+    path.write_text(
+        yaml.dump({"version": "3.1", "nlu": nlu}, allow_unicode=True, sort_keys=False, width=10**6),
+        encoding="utf-8",
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def train_and_predict(
+    train: Sequence[Example], texts: Sequence[str], config: Path, workdir: Path
+) -> Predictions:
+    """Train ``config``'s NLU pipeline through Rasa on ``train``; rank ``texts``."""
+    from rasa.core.agent import Agent
+    from rasa.model_training import train_nlu
+
+    data_file = workdir / "train_nlu.yml"
+    write_nlu_yaml(train, data_file)
+    started = time.perf_counter()
+    model = train_nlu(str(config), str(data_file), str(workdir / "models"), fixed_model_name="fold")
+    train_seconds = time.perf_counter() - started
+    if model is None:
+        raise RuntimeError("Rasa did not train an NLU model")
+    agent = Agent.load(model)
+    started = time.perf_counter()
+    rankings = asyncio.run(_parse_all(agent, texts))
+    predict_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
+    return Predictions(rankings, train_seconds, predict_ms)
+
+
+async def _parse_all(agent: Any, texts: Sequence[str]) -> List[List[Dict[str, Any]]]:
+    rankings = []
+    for text in texts:
+        parsed = await agent.parse_message(text)
+        ranking = [r for r in parsed.get("intent_ranking") or [] if r["name"] != FALLBACK_INTENT]
+        if not ranking and parsed.get("intent", {}).get("name"):
+            ranking = [parsed["intent"]]
+        rankings.append(ranking)
+    return rankings
+
+
+def score(gold: Sequence[str], rankings: Sequence[List[Dict[str, Any]]]) -> Dict[str, float]:
+    """accuracy, macro_f1 and top3 of rankings against gold intents."""
+    predicted = [r[0]["name"] if r else "" for r in rankings]
+    top3 = [g in [x["name"] for x in r[:3]] for g, r in zip(gold, rankings)]
+    return {
+        "accuracy": float(np.mean([p == g for p, g in zip(predicted, gold)])),
+        "macro_f1": float(f1_score(gold, predicted, average="macro", labels=sorted(set(gold)))),
+        "top3": float(np.mean(top3)),
+    }
+
+
+def cross_validate(
+    examples: Sequence[Example], config: Path, folds: int = 5, random_state: int = 42
+) -> Dict[str, Any]:
+    """k-fold cross-validation of ``config``'s pipeline; per-language accuracy too."""
+    y = np.array([e.intent for e in examples])
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    gold: List[str] = []
+    langs: List[Optional[str]] = []
+    rankings: List[List[Dict[str, Any]]] = []
+    train_seconds: List[float] = []
+    predict_ms: List[float] = []
+    confusions: Counter = Counter()
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+        with tempfile.TemporaryDirectory(prefix="webcare-cv-") as workdir:
+            train = [examples[i] for i in train_idx]
+            test = [examples[i] for i in test_idx]
+            result = train_and_predict(train, [e.text for e in test], config, Path(workdir))
+        logger.info("fold %d/%d trained in %.1f s", fold, folds, result.train_seconds)
+        train_seconds.append(result.train_seconds)
+        predict_ms.append(result.predict_ms)
+        for example, ranking in zip(test, result.rankings):
+            gold.append(example.intent)
+            langs.append(example.lang)
+            rankings.append(ranking)
+            top = ranking[0]["name"] if ranking else ""
+            if top != example.intent:
+                confusions[(example.intent, top)] += 1
+    report: Dict[str, Any] = {"examples": len(examples), "folds": folds, **score(gold, rankings)}
+    by_lang: Dict[str, float] = {}
+    for lang in sorted({l for l in langs if l}):
+        idx = [i for i, l in enumerate(langs) if l == lang]
+        by_lang[lang] = score([gold[i] for i in idx], [rankings[i] for i in idx])["accuracy"]
+    report["accuracy_by_language"] = by_lang
+    report["train_seconds_per_fold"] = float(np.mean(train_seconds))
+    report["predict_ms"] = float(np.mean(predict_ms))
+    report["top_confusions"] = [
+        {"intent": a, "predicted": b, "count": n} for (a, b), n in confusions.most_common(10)
+    ]
+    return report
