@@ -10,29 +10,31 @@ from aiohttp import web
 
 from bot import __version__
 from bot.config import Config
-from bot.store.database import make_engine, ping
+from bot.errors import error_middleware
+from bot.store.database import Store, ping
 
 logger = logging.getLogger(__name__)
 
 CONFIG_KEY = web.AppKey("config", Config)
+STORE_KEY = web.AppKey("store", Store)
 
 
 def create_app(config: Config) -> web.Application:
     """Build the service: health and version for now; every other part registers here."""
-    app = web.Application()
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024**2)
     app[CONFIG_KEY] = config
-    engine = make_engine(config.database_url)
-    ping(engine)  # fail fast, and create the SQLite file on first run
-    app["engine"] = engine
+    # Fails fast on a bad URL; creates the SQLite file and the schema on first run.
+    store = Store.from_url(config.database_url)
+    app[STORE_KEY] = store
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
-    app.on_cleanup.append(_dispose_engine)
+    app.on_cleanup.append(_close_store)
     return app
 
 
-async def _dispose_engine(app: web.Application) -> None:
-    app["engine"].dispose()
+async def _close_store(app: web.Application) -> None:
+    app[STORE_KEY].close()
 
 
 async def version(request: web.Request) -> web.Response:
@@ -51,7 +53,7 @@ async def health_report(app: web.Application) -> Dict[str, Any]:
     """The service, the store, the Rasa server and the action server, each ok or not."""
     config: Config = app[CONFIG_KEY]
     try:
-        await asyncio.get_running_loop().run_in_executor(None, ping, app["engine"])
+        await asyncio.get_running_loop().run_in_executor(None, ping, app[STORE_KEY].engine)
         database: Dict[str, Any] = {"ok": True}
     except Exception as exc:  # any driver error means "down"
         database = {"ok": False, "error": str(exc).splitlines()[0]}

@@ -28,6 +28,15 @@ DEFAULTS: Dict[str, Any] = {
         "model_dir": "models",
     },
     "opening_hours": DEFAULT_OPENING_HOURS,
+    "console": {"sla_seconds": 300, "session_hours": 12, "cookie_secure": False},
+    "drafting": {
+        "threshold": 0.8,
+        "intent_thresholds": {},
+        "channel_thresholds": {},
+        "always_review": ["complaint", "cancel_contract", "payment_arrangement"],
+        "review_customer_flags": ["vip", "sensitive"],
+    },
+    "worker": {"concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
 }
 
 ENVIRONMENT = {
@@ -57,6 +66,20 @@ class RasaConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    sla_seconds: int
+    session_hours: int
+    cookie_secure: bool
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int
+    rasa_timeout_seconds: float
+    max_attempts: int
+
+
+@dataclass(frozen=True)
 class Config:
     """The validated configuration of one webcare deployment."""
 
@@ -64,6 +87,9 @@ class Config:
     database_url: str
     rasa: RasaConfig
     opening_hours: OpeningHours
+    console: ConsoleConfig
+    worker: WorkerConfig
+    drafting: Dict[str, Any]
     source: Optional[Path] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -126,6 +152,26 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
     except OpeningHoursError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
+    try:
+        console = ConsoleConfig(
+            sla_seconds=int(merged["console"]["sla_seconds"]),
+            session_hours=int(merged["console"]["session_hours"]),
+            cookie_secure=bool(merged["console"]["cookie_secure"]),
+        )
+        worker = WorkerConfig(
+            concurrency=int(merged["worker"]["concurrency"]),
+            rasa_timeout_seconds=float(merged["worker"]["rasa_timeout_seconds"]),
+            max_attempts=int(merged["worker"]["max_attempts"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: console/worker settings must be numbers: {exc}") from exc
+    from bot.drafting import DraftingPolicy, DraftingPolicyError
+
+    try:
+        DraftingPolicy.from_config(merged["drafting"])
+    except DraftingPolicyError as exc:
+        raise ConfigError(f"{where}: drafting: {exc}") from exc
+
     return Config(
         service=ServiceConfig(host=str(merged["service"]["host"]), port=port),
         database_url=merged["database"]["url"],
@@ -135,6 +181,9 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
             model_dir=str(merged["rasa"]["model_dir"]),
         ),
         opening_hours=hours,
+        console=console,
+        worker=worker,
+        drafting=merged["drafting"],
         source=source,
         raw=merged,
     )

@@ -58,8 +58,9 @@ def parts(config: Config, project: Path) -> List[Part]:
         ),
         Part(
             "webcare service",
-            [sys.executable, "-m", "bot", "service"]
-            + (["--config", str(config.source)] if config.source else []),
+            [sys.executable, "-m", "bot"]
+            + (["--config", str(config.source)] if config.source else [])
+            + ["service"],
             f"{service}/health",
             f"{service}/  (health: {service}/health)",
         ),

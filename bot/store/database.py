@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -35,3 +38,52 @@ def ping(engine: Engine) -> None:
     """Raise if the database cannot be reached (creates a new SQLite file)."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+class Store:
+    """The store: one engine, a fresh session per unit of work.
+
+    SQLAlchemy here is synchronous; async code calls :meth:`run`, which executes a
+    function with its own session in a worker thread and commits it (or rolls back on error).
+    Sessions are never shared between concurrent tasks.
+    """
+
+    def __init__(self, engine: Engine, max_threads: int = 8) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from sqlalchemy.orm import sessionmaker
+
+        self.engine = engine
+        self.sessions = sessionmaker(bind=engine, future=True, expire_on_commit=False)
+        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="store")
+
+    @classmethod
+    def from_url(cls, url: str, migrate: bool = True) -> "Store":
+        """Open the store at ``url``, bringing its schema up to date first."""
+        engine = make_engine(url)
+        if migrate:
+            from bot.store.migrations import upgrade
+
+            upgrade(engine)
+        return cls(engine)
+
+    def transaction(self, fn: "Callable[..., T]", *args: Any, **kwargs: Any) -> "T":
+        """Run ``fn(session, *args, **kwargs)`` in one committed transaction."""
+        with self.sessions() as session:
+            with session.begin():
+                return fn(session, *args, **kwargs)
+
+    async def run(self, fn: "Callable[..., T]", *args: Any, **kwargs: Any) -> "T":
+        """:meth:`transaction` in a worker thread, for async callers."""
+        import asyncio
+        import functools
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.transaction, fn, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        """Release the threads and the connection pool."""
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

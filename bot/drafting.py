@@ -1,0 +1,113 @@
+"""The drafting policy: send a bot reply straight away, or let an agent review it first.
+
+Plain code, configured in ``webcare.yml`` under ``drafting``::
+
+    drafting:
+      threshold: 0.8                    # global minimum confidence to auto-send
+      intent_thresholds: {tariffs: 0.9} # replaces the global threshold for that intent
+      channel_thresholds: {webhook: 0.95}  # a channel may raise the bar, never lower it
+      always_review: [complaint, cancel_contract, payment_arrangement]
+      review_customer_flags: [vip, sensitive]
+
+Order of the rules: ``human`` mode → the bot stays silent; ``assist`` mode → draft;
+not understood (``nlu_fallback``) → draft; always-reviewed intent → draft; a flagged
+customer → draft; confidence below the effective threshold → draft; else auto-send.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional
+
+from bot.store.models import Mode
+
+FALLBACK_INTENT = "nlu_fallback"
+
+
+class DraftingPolicyError(ValueError):
+    """The drafting configuration is invalid."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with the bot's reply to one customer message."""
+
+    auto_send: bool
+    reason: str
+    silent: bool = False  # human mode: no bot reply at all, not even a draft
+
+
+@dataclass(frozen=True)
+class DraftingPolicy:
+    threshold: float
+    intent_thresholds: Mapping[str, float]
+    channel_thresholds: Mapping[str, float]
+    always_review: FrozenSet[str]
+    review_customer_flags: FrozenSet[str]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "DraftingPolicy":
+        """Validate and build from the ``drafting`` section."""
+        known = {"threshold", "intent_thresholds", "channel_thresholds", "always_review", "review_customer_flags"}
+        unknown = set(config) - known
+        if unknown:
+            raise DraftingPolicyError(f"unknown key(s) {sorted(unknown)}")
+        return cls(
+            threshold=_probability("threshold", config.get("threshold", 0.8)),
+            intent_thresholds=_thresholds("intent_thresholds", config.get("intent_thresholds") or {}),
+            channel_thresholds=_thresholds("channel_thresholds", config.get("channel_thresholds") or {}),
+            always_review=_names("always_review", config.get("always_review") or []),
+            review_customer_flags=_names("review_customer_flags", config.get("review_customer_flags") or []),
+        )
+
+    def threshold_for(self, intent: Optional[str], channel: str) -> float:
+        """The confidence an ``intent`` on ``channel`` needs to be auto-sent."""
+        base = self.intent_thresholds.get(intent or "", self.threshold)
+        return max(base, self.channel_thresholds.get(channel, 0.0))
+
+    def decide(
+        self,
+        *,
+        intent: Optional[str],
+        confidence: float,
+        mode: Mode,
+        channel: str,
+        customer_flags: Iterable[str] = (),
+    ) -> Decision:
+        """Auto-send or draft, with the reason shown to the agent."""
+        if mode == Mode.human:
+            return Decision(False, "a human holds this conversation", silent=True)
+        if mode == Mode.assist:
+            return Decision(False, "assist mode: every reply is reviewed")
+        if not intent or intent == FALLBACK_INTENT:
+            return Decision(False, "the bot did not understand the message")
+        if intent in self.always_review:
+            return Decision(False, f"'{intent}' is always reviewed")
+        flagged = sorted(set(customer_flags) & self.review_customer_flags)
+        if flagged:
+            return Decision(False, f"customer flagged {', '.join(flagged)}")
+        needed = self.threshold_for(intent, channel)
+        if confidence < needed:
+            return Decision(False, f"confidence {confidence:.2f} below {needed:.2f}")
+        return Decision(True, f"confidence {confidence:.2f} ≥ {needed:.2f}")
+
+
+def _probability(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DraftingPolicyError(f"{name} must be a number between 0 and 1, not {value!r}")
+    if not 0.0 <= number <= 1.0:
+        raise DraftingPolicyError(f"{name} must be between 0 and 1, not {number}")
+    return number
+
+
+def _thresholds(name: str, value: Any) -> Dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise DraftingPolicyError(f"{name} must map names to thresholds")
+    return {str(k): _probability(f"{name}.{k}", v) for k, v in value.items()}
+
+
+def _names(name: str, value: Any) -> FrozenSet[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise DraftingPolicyError(f"{name} must be a list of names")
+    return frozenset(str(v) for v in value)
