@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Dict
+from typing import Any, AsyncIterator, Dict
 
 import aiohttp
 from aiohttp import web
 
 from bot import __version__
 from bot.config import Config
+from bot.dispatcher import Dispatcher
+from bot.drafting import DraftingPolicy
+from bot.intake import Intake
+from bot.rasa_client import RasaClient
+from bot.worker import Worker
+from connectors.registry import build_connectors
 from bot.errors import error_middleware
 from bot.store.database import Store, ping
 
@@ -17,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 CONFIG_KEY = web.AppKey("config", Config)
 STORE_KEY = web.AppKey("store", Store)
+CONNECTORS_KEY = web.AppKey("connectors", dict)
+INTAKE_KEY = web.AppKey("intake", Intake)
+WORKER_KEY = web.AppKey("worker", Worker)
+DISPATCHER_KEY = web.AppKey("dispatcher", Dispatcher)
 
 
 def create_app(config: Config) -> web.Application:
@@ -29,8 +39,48 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/version", version)
+
+    # Channels → intake → worker (Rasa, drafting policy) → outbox → dispatcher → channels.
+    connectors = build_connectors(config.channels)  # a broken plugin fails start-up here
+    app[CONNECTORS_KEY] = connectors
+    worker = Worker(
+        store,
+        RasaClient(config.rasa.url, config.worker.rasa_timeout_seconds),
+        DraftingPolicy.from_config(config.drafting),
+        concurrency=config.worker.concurrency,
+    )
+    dispatcher = Dispatcher(store, connectors, max_attempts=config.worker.max_attempts)
+    worker.on_outbox = dispatcher.wake
+    app[WORKER_KEY] = worker
+    app[DISPATCHER_KEY] = dispatcher
+    intake = Intake(store, on_accepted=worker.wake)
+    app[INTAKE_KEY] = intake
+    for connector in connectors.values():
+        connector.setup(app, intake)
+    app.cleanup_ctx.append(_background)
     app.on_cleanup.append(_close_store)
     return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """Start the connectors, the worker and the dispatcher; stop them in reverse order."""
+    connectors = app[CONNECTORS_KEY]
+    for connector in connectors.values():
+        await connector.start()
+    tasks = []
+    if app[CONFIG_KEY].worker.enabled:
+        tasks = [
+            asyncio.create_task(app[WORKER_KEY].run(), name="worker"),
+            asyncio.create_task(app[DISPATCHER_KEY].run(), name="dispatcher"),
+        ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await app[WORKER_KEY].stop()
+    await app[WORKER_KEY].rasa.close()
+    for connector in connectors.values():
+        await connector.stop()
 
 
 async def _close_store(app: web.Application) -> None:

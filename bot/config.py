@@ -36,7 +36,9 @@ DEFAULTS: Dict[str, Any] = {
         "always_review": ["complaint", "cancel_contract", "payment_arrangement"],
         "review_customer_flags": ["vip", "sensitive"],
     },
-    "worker": {"concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
+    "worker": {"enabled": True, "concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
+    # Channel connectors: {name: {type: <entry point name or dotted path>, <options>}}.
+    "channels": {},
 }
 
 ENVIRONMENT = {
@@ -74,6 +76,7 @@ class ConsoleConfig:
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    enabled: bool
     concurrency: int
     rasa_timeout_seconds: float
     max_attempts: int
@@ -90,6 +93,7 @@ class Config:
     console: ConsoleConfig
     worker: WorkerConfig
     drafting: Dict[str, Any]
+    channels: Dict[str, Any]
     source: Optional[Path] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -127,7 +131,9 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
     for section, values in data.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: section '{section}' must be a mapping")
-        if section != "opening_hours":
+        if section == "channels":
+            merged[section] = dict(values)
+        elif section != "opening_hours":
             unknown_keys = set(values) - set(DEFAULTS[section])
             if unknown_keys:
                 raise ConfigError(f"{where}: unknown key(s) {sorted(unknown_keys)} in '{section}'")
@@ -159,6 +165,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
             cookie_secure=bool(merged["console"]["cookie_secure"]),
         )
         worker = WorkerConfig(
+            enabled=bool(merged["worker"]["enabled"]),
             concurrency=int(merged["worker"]["concurrency"]),
             rasa_timeout_seconds=float(merged["worker"]["rasa_timeout_seconds"]),
             max_attempts=int(merged["worker"]["max_attempts"]),
@@ -184,6 +191,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         console=console,
         worker=worker,
         drafting=merged["drafting"],
+        channels=merged["channels"],
         source=source,
         raw=merged,
     )

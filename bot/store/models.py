@@ -158,7 +158,7 @@ class Conversation(Base):
     customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False, index=True)
     identity_id: Mapped[int] = Column(ForeignKey("channel_identities.id"), nullable=False)
     channel: Mapped[str] = Column(String(40), nullable=False)
-    rasa_sender_id: Mapped[str] = Column(String(250), nullable=False, unique=True)
+    rasa_sender_id: Mapped[str] = Column(String(250), nullable=False, index=True)
     mode: Mapped[Mode] = Column(_enum(Mode), nullable=False, default=Mode.bot)
     language: Mapped[Optional[str]] = Column(String(8))
     assigned_agent_id: Mapped[Optional[int]] = Column(ForeignKey("users.id"))

@@ -2,10 +2,11 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:10:57.442990
+Create Date: 2026-11-23 11:13:49.638256
 """
 from alembic import op
 import sqlalchemy as sa
+
 
 
 revision = '0001'
@@ -92,12 +93,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['assigned_agent_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.ForeignKeyConstraint(['identity_id'], ['channel_identities.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('rasa_sender_id')
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_conversations_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index('ix_conversations_identity_open', ['identity_id', 'closed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_conversations_rasa_sender_id'), ['rasa_sender_id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -195,6 +196,7 @@ def downgrade() -> None:
 
     op.drop_table('messages')
     with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_conversations_rasa_sender_id'))
         batch_op.drop_index('ix_conversations_identity_open')
         batch_op.drop_index(batch_op.f('ix_conversations_customer_id'))
 

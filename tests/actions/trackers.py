@@ -1,4 +1,4 @@
-"""Helpers for action tests: real rasa_sdk trackers and dispatchers."""
+"""Real rasa_sdk trackers, built the way the action server builds them from a request."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional

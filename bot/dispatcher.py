@@ -1,0 +1,221 @@
+"""The outbox dispatcher: delivers committed outbound messages through their channel.
+
+Per recipient, messages go out in order (an item waits while an older one for the same
+recipient is pending). Transient failures are retried with exponential backoff; a channel's
+``retry_after`` is honoured and pauses that channel; each channel has its own rate limit;
+permanent failures stop retrying, and an unreachable recipient (blocked the bot) is marked.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Set
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot.rate_limit import TokenBucket
+from bot.store.database import Store
+from bot.store.models import ChannelIdentity, Message, OutboxItem, OutboxStatus, utcnow
+from connectors.base import Connector, DeliveryError
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    channel: str
+    recipient: str
+    payload: Dict[str, Any]
+    key: str
+    attempts: int
+
+
+class Dispatcher:
+    """Sends due outbox items; several dispatchers (replicas) may run side by side."""
+
+    def __init__(
+        self,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        max_attempts: int = 8,
+        batch: int = 100,
+        owner: Optional[str] = None,
+    ) -> None:
+        self.store = store
+        self.connectors = connectors
+        self.max_attempts = max_attempts
+        self.batch = batch
+        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self.buckets = {
+            name: TokenBucket(c.capabilities.rate_limit_per_second) for name, c in connectors.items()
+        }
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was queued: look now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        while True:
+            try:
+                deliveries = await self.store.run(claim_due, list(self.connectors), self.batch)
+            except Exception:
+                logger.exception("dispatcher: claiming failed; retrying")
+                deliveries = []
+                await asyncio.sleep(1.0)
+            if deliveries:
+                await self.deliver_all(deliveries)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+
+    async def deliver_all(self, deliveries: List[Delivery]) -> None:
+        """Send a claimed batch: recipients in parallel, each recipient's items in order."""
+        by_recipient: Dict[tuple, List[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_recipient[(delivery.channel, delivery.recipient)].append(delivery)
+        await asyncio.gather(*(self._deliver_in_order(items) for items in by_recipient.values()))
+
+    async def _deliver_in_order(self, items: List[Delivery]) -> None:
+        for index, delivery in enumerate(items):
+            if not await self.deliver(delivery):
+                # Keep the order: later items for this recipient wait for the failed one.
+                await self.store.run(unclaim, [d.id for d in items[index + 1:]])
+                return
+
+    async def deliver(self, delivery: Delivery) -> bool:
+        """Send one item and record the outcome; True when it was delivered."""
+        connector = self.connectors[delivery.channel]
+        await self.buckets[delivery.channel].acquire()
+        try:
+            result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
+        except DeliveryError as error:
+            if error.retry_after is not None:
+                self.buckets[delivery.channel].pause(error.retry_after)
+            await self.store.run(record_failure, delivery, error, self.max_attempts)
+            return False
+        except Exception as exc:  # a connector bug must not stop the dispatcher
+            logger.exception("dispatcher: %s connector failed", delivery.channel)
+            await self.store.run(record_failure, delivery, DeliveryError(repr(exc)), self.max_attempts)
+            return False
+        await self.store.run(record_success, delivery.id, result.channel_message_id)
+        return True
+
+
+# ---------------------------------------------------------------- units of work
+
+
+def claim_due(session: Session, channels: List[str], limit: int) -> List[Delivery]:
+    """Lease due items whose recipient has no older pending item."""
+    if not channels:
+        return []
+    now = utcnow()
+    older = aliased(OutboxItem)
+    blocked = (
+        select(older.id)
+        .where(
+            older.channel == OutboxItem.channel,
+            older.recipient == OutboxItem.recipient,
+            older.status == OutboxStatus.pending,
+            older.id < OutboxItem.id,
+        )
+        .exists()
+    )
+    free = or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until < now)
+    rows = session.execute(
+        select(OutboxItem)
+        .where(
+            OutboxItem.status == OutboxStatus.pending,
+            OutboxItem.next_attempt_at <= now,
+            OutboxItem.channel.in_(channels),
+            free,
+            ~blocked,
+        )
+        .order_by(OutboxItem.id)
+        .limit(limit)
+    ).scalars().all()
+    until = now + dt.timedelta(seconds=LEASE_SECONDS)
+    claimed = []
+    for item in rows:
+        result = session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == item.id, OutboxItem.status == OutboxStatus.pending, free)
+            .values(lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            claimed.append(Delivery(item.id, item.channel, item.recipient, item.payload,
+                                    item.idempotency_key, item.attempts))
+    return claimed
+
+
+def unclaim(session: Session, ids: List[int]) -> None:
+    if ids:
+        session.execute(
+            update(OutboxItem).where(OutboxItem.id.in_(ids)).values(lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def record_success(session: Session, item_id: int, channel_message_id: Optional[str]) -> None:
+    item = session.get(OutboxItem, item_id)
+    now = utcnow()
+    item.status = OutboxStatus.sent
+    item.sent_at = now
+    item.lease_until = None
+    item.attempts += 1
+    item.channel_message_id = channel_message_id
+    if item.message_id is not None:
+        message = session.get(Message, item.message_id)
+        message.status = "sent"
+        message.channel_message_id = channel_message_id
+        message.processed_at = now
+
+
+def record_failure(session: Session, delivery: Delivery, error: DeliveryError, max_attempts: int) -> None:
+    item = session.get(OutboxItem, delivery.id)
+    now = utcnow()
+    item.lease_until = None
+    item.last_error = error.reason[:2000]
+    if error.retry_after is not None:
+        # The channel asked us to wait: not the message's fault, no attempt counted.
+        item.next_attempt_at = now + dt.timedelta(seconds=error.retry_after)
+        return
+    item.attempts += 1
+    if error.permanent or item.attempts >= max_attempts:
+        item.status = OutboxStatus.failed
+        if item.message_id is not None:
+            session.get(Message, item.message_id).status = "failed"
+        if error.unreachable:
+            session.execute(
+                update(ChannelIdentity)
+                .where(ChannelIdentity.channel == item.channel, ChannelIdentity.external_id == item.recipient)
+                .values(reachable=False)
+                .execution_options(synchronize_session=False)
+            )
+            # Nothing more will reach this recipient: stop the rest of their queue too.
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient,
+                       OutboxItem.status == OutboxStatus.pending)
+                .values(status=OutboxStatus.failed, last_error="recipient unreachable")
+                .execution_options(synchronize_session=False)
+            )
+        logger.warning("dispatcher: outbox %s failed for good: %s", item.id, error.reason)
+        return
+    backoff = min(MAX_BACKOFF_SECONDS, 2.0 ** item.attempts) * random.uniform(0.8, 1.2)
+    item.next_attempt_at = now + dt.timedelta(seconds=backoff)

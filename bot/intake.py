@@ -1,0 +1,144 @@
+"""Intake: commit every customer message before the channel gets its 2xx.
+
+Idempotent on (channel, channel message id): the same message delivered twice is stored
+once. Each message is committed as ``received``; the worker answers it afterwards, so a
+crash or a Rasa outage between intake and processing loses nothing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.store.database import Store
+from bot.store.models import (
+    ChannelIdentity,
+    Conversation,
+    Customer,
+    Direction,
+    InboundStatus,
+    Message,
+    utcnow,
+)
+from connectors.base import InboundMessage
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 4000  # longer texts are truncated for the bot; the customer is told
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    message_id: int
+    conversation_id: int
+    duplicate: bool
+    truncated: bool = False
+
+
+class Intake:
+    """Stores inbound messages and wakes the worker."""
+
+    def __init__(self, store: Store, on_accepted: Optional[Callable[[], None]] = None) -> None:
+        self.store = store
+        self.on_accepted = on_accepted
+
+    async def accept(self, inbound: InboundMessage) -> AcceptResult:
+        """Commit ``inbound`` (or find it, if it was delivered before)."""
+        for attempt in range(3):
+            try:
+                result = await self.store.run(store_inbound, inbound)
+                break
+            except IntegrityError:
+                # A concurrent delivery created the same identity or message first: look again.
+                if attempt == 2:
+                    raise
+        if not result.duplicate and self.on_accepted is not None:
+            self.on_accepted()
+        return result
+
+
+def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Conversation:
+    """The open conversation of the sender's channel identity, created on first contact."""
+    identity = session.execute(
+        select(ChannelIdentity).where(
+            ChannelIdentity.channel == inbound.channel,
+            ChannelIdentity.external_id == inbound.sender_id,
+        )
+    ).scalar_one_or_none()
+    if identity is None:
+        customer = Customer(display_name=inbound.sender_name, language=_language(inbound.language_hint))
+        session.add(customer)
+        session.flush()
+        identity = ChannelIdentity(
+            customer_id=customer.id,
+            channel=inbound.channel,
+            external_id=inbound.sender_id,
+            display_name=inbound.sender_name,
+        )
+        session.add(identity)
+        session.flush()
+    conversation = session.execute(
+        select(Conversation)
+        .where(Conversation.identity_id == identity.id, Conversation.closed_at.is_(None))
+        .order_by(Conversation.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if conversation is None:
+        conversation = Conversation(
+            customer_id=identity.customer_id,
+            identity_id=identity.id,
+            channel=inbound.channel,
+            rasa_sender_id=f"{inbound.channel}:{inbound.sender_id}",
+            language=_language(inbound.language_hint),
+        )
+        session.add(conversation)
+        session.flush()
+    return conversation
+
+
+def store_inbound(session: Session, inbound: InboundMessage) -> AcceptResult:
+    """The unit of work of :meth:`Intake.accept`."""
+    existing = session.execute(
+        select(Message.id, Message.conversation_id).where(
+            Message.channel == inbound.channel,
+            Message.direction == Direction.inbound,
+            Message.channel_message_id == inbound.channel_message_id,
+        )
+    ).first()
+    if existing is not None:
+        return AcceptResult(existing.id, existing.conversation_id, duplicate=True)
+    conversation = find_or_create_conversation(session, inbound)
+    text = inbound.text
+    truncated = bool(text) and len(text) > MAX_TEXT_CHARS
+    metadata = dict(inbound.metadata)
+    if truncated:
+        metadata["original_length"] = len(text)
+        text = text[:MAX_TEXT_CHARS]
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        direction=Direction.inbound,
+        channel=inbound.channel,
+        channel_message_id=inbound.channel_message_id,
+        sender="customer",
+        text=text,
+        payload={"kind": inbound.kind, "metadata": metadata, "truncated": truncated},
+        language_hint=_language(inbound.language_hint),
+        status=InboundStatus.received.value,
+        created_at=now,
+    )
+    session.add(message)
+    conversation.last_message_at = now
+    session.flush()
+    return AcceptResult(message.id, conversation.id, duplicate=False, truncated=truncated)
+
+
+def _language(hint: Optional[str]) -> Optional[str]:
+    if not hint:
+        return None
+    primary = hint.replace("_", "-").split("-")[0].lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None

@@ -1,0 +1,351 @@
+"""The intake worker: answers committed customer messages, one conversation at a time, in order.
+
+A worker claims a conversation with unprocessed messages by taking a time-limited lease on it
+(an atomic ``UPDATE … WHERE lease expired``), so several workers and service replicas can run
+side by side and a crashed one's conversations are picked up again when its lease runs out.
+For each message, in order: Rasa (through webcare's channel) → drafting policy → outbox or
+draft queue. A Rasa outage leaves the message ``received`` and retries it with backoff.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Set
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.customer_texts import customer_text
+from bot.drafting import DraftingPolicy
+from bot.outbox import enqueue
+from bot.rasa_client import RasaClient, RasaRejected, RasaReply, RasaUnavailable
+from bot.store.database import Store
+from bot.store.models import (
+    ChannelIdentity,
+    Conversation,
+    Customer,
+    Direction,
+    Draft,
+    DraftStatus,
+    InboundStatus,
+    Message,
+    Mode,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One customer message to answer, with what the worker needs to know about it."""
+
+    message_id: int
+    conversation_id: int
+    text: str
+    kind: str
+    truncated: bool
+    attempts: int
+    channel: str
+    recipient: str
+    rasa_sender_id: str
+    mode: Mode
+    language: Optional[str]
+    language_hint: Optional[str]
+
+
+class Worker:
+    """Claims conversations with unprocessed messages and answers them."""
+
+    def __init__(
+        self,
+        store: Store,
+        rasa: RasaClient,
+        policy: DraftingPolicy,
+        concurrency: int = 8,
+        owner: Optional[str] = None,
+        on_outbox: Optional[Any] = None,
+    ) -> None:
+        self.store = store
+        self.rasa = rasa
+        self.policy = policy
+        self.concurrency = concurrency
+        self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
+        self.on_outbox = on_outbox  # called after replies were queued (wakes the dispatcher)
+        self._wake = asyncio.Event()
+        self._active: Set[int] = set()
+        self._tasks: Set[asyncio.Task] = set()
+
+    def wake(self) -> None:
+        """A new message was committed: look for work now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work until cancelled."""
+        while True:
+            free = self.concurrency - len(self._active)
+            claimed: List[int] = []
+            if free > 0:
+                try:
+                    claimed = await self.store.run(claim_conversations, self.owner, free)
+                except Exception:
+                    logger.exception("worker: claiming work failed; retrying")
+                    await asyncio.sleep(1.0)
+            for conversation_id in claimed:
+                self._active.add(conversation_id)
+                task = asyncio.create_task(self._process(conversation_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not claimed:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def stop(self) -> None:
+        """Cancel in-flight work; unfinished messages stay ``received`` for the next run."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _process(self, conversation_id: int) -> None:
+        delay = 0.0
+        try:
+            while True:
+                job = await self.store.run(next_job, conversation_id, self.owner)
+                if job is None:
+                    break
+                if job.mode == Mode.human or job.kind not in ("text", "button"):
+                    await self.store.run(route_to_agent, job)
+                    continue
+                try:
+                    reply = await self.rasa.send(
+                        job.rasa_sender_id,
+                        job.text,
+                        str(job.message_id),
+                        {"language": job.language_hint, "conversation_language": job.language,
+                         "webcare_message_id": job.message_id},
+                    )
+                except RasaUnavailable as exc:
+                    delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(job.attempts, 5))
+                    logger.warning("worker: %s; message %s retried in %.0f s", exc, job.message_id, delay)
+                    await self.store.run(record_failure, job.message_id, str(exc))
+                    break
+                except RasaRejected as exc:
+                    logger.error("worker: message %s refused by Rasa: %s", job.message_id, exc)
+                    await self.store.run(fail_to_agent, job, str(exc))
+                    continue
+                queued = await self.store.run(apply_reply, job, reply, self.policy, self.owner)
+                if queued and self.on_outbox is not None:
+                    self.on_outbox()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("worker: conversation %s failed; it will be retried", conversation_id)
+            delay = 5.0
+        finally:
+            self._active.discard(conversation_id)
+            try:
+                await self.store.run(release, conversation_id, self.owner, delay)
+            except Exception:
+                logger.exception("worker: could not release conversation %s", conversation_id)
+
+
+# ---------------------------------------------------------------- units of work
+
+
+def claim_conversations(session: Session, owner: str, limit: int) -> List[int]:
+    """Lease up to ``limit`` conversations with unprocessed messages (oldest message first)."""
+    now = utcnow()
+    pending = (
+        select(Message.conversation_id.label("conversation_id"), func.min(Message.id).label("first"))
+        .where(Message.status == InboundStatus.received.value, Message.direction == Direction.inbound)
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    free = or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
+    candidates = session.execute(
+        select(Conversation.id)
+        .join(pending, pending.c.conversation_id == Conversation.id)
+        .where(free)
+        .order_by(pending.c.first)
+        .limit(limit)
+    ).scalars().all()
+    claimed = []
+    until = now + dt.timedelta(seconds=LEASE_SECONDS)
+    for conversation_id in candidates:
+        result = session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, free)
+            .values(lease_owner=owner, lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            claimed.append(conversation_id)
+    return claimed
+
+
+def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job]:
+    """The conversation's oldest unprocessed message, if we still hold the lease."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.lease_owner != owner:
+        return None
+    conversation.lease_until = utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
+    message = session.execute(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.inbound,
+            Message.status == InboundStatus.received.value,
+        )
+        .order_by(Message.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if message is None:
+        return None
+    identity = session.get(ChannelIdentity, conversation.identity_id)
+    return Job(
+        message_id=message.id,
+        conversation_id=conversation_id,
+        text=message.text or "",
+        kind=(message.payload or {}).get("kind", "text"),
+        truncated=bool((message.payload or {}).get("truncated")),
+        attempts=message.attempts,
+        channel=conversation.channel,
+        recipient=identity.external_id,
+        rasa_sender_id=conversation.rasa_sender_id,
+        mode=conversation.mode,
+        language=conversation.language,
+        language_hint=message.language_hint,
+    )
+
+
+def release(session: Session, conversation_id: int, owner: str, delay_seconds: float) -> None:
+    """Give the conversation back (after ``delay_seconds``, to back off after a failure)."""
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+        .values(
+            lease_owner=None,
+            lease_until=utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def record_failure(session: Session, message_id: int, error: str) -> None:
+    message = session.get(Message, message_id)
+    if message is not None:
+        message.attempts += 1
+        message.last_error = error[:2000]
+
+
+def route_to_agent(session: Session, job: Job) -> None:
+    """Human-held conversation (or a non-text message): no bot reply; the agent sees it."""
+    message = session.get(Message, job.message_id)
+    if message is not None and message.status == InboundStatus.received.value:
+        message.status = InboundStatus.processed.value
+        message.processed_at = utcnow()
+
+
+def fail_to_agent(session: Session, job: Job, error: str) -> None:
+    """Rasa refused the message: hand the conversation to a human so nobody is left waiting."""
+    message = session.get(Message, job.message_id)
+    if message is None or message.status != InboundStatus.received.value:
+        return
+    message.status = InboundStatus.failed.value
+    message.last_error = error[:2000]
+    message.processed_at = utcnow()
+    conversation = session.get(Conversation, job.conversation_id)
+    if conversation.mode != Mode.human:
+        conversation.mode = Mode.human
+        enqueue(
+            session,
+            key=f"handover:{job.message_id}",
+            channel=job.channel,
+            recipient=job.recipient,
+            payload={"text": customer_text("handed_to_agent", conversation.language)},
+            source="bot",
+            conversation_id=conversation.id,
+        )
+
+
+def _visible(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The messages a customer sees (custom payloads are instructions for the service)."""
+    visible = []
+    for message in messages:
+        shown = {k: v for k, v in message.items() if k in ("text", "buttons", "image") and v}
+        if shown:
+            visible.append(shown)
+    return visible
+
+
+def _instructions(messages: List[Dict[str, Any]]) -> Dict[str, Any]:
+    merged: Dict[str, Any] = {}
+    for message in messages:
+        custom = message.get("custom")
+        if isinstance(custom, dict) and isinstance(custom.get("webcare"), dict):
+            merged.update(custom["webcare"])
+    return merged
+
+
+def apply_reply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, owner: str) -> bool:
+    """Record the parse, then auto-send or draft the reply. Returns whether anything was queued."""
+    message = session.get(Message, job.message_id)
+    if message is None or message.status != InboundStatus.received.value:
+        return False  # already handled (another worker after a lease expiry)
+    conversation = session.get(Conversation, job.conversation_id)
+    customer = session.get(Customer, conversation.customer_id)
+    message.nlu = reply.parse
+    message.status = InboundStatus.processed.value
+    message.processed_at = utcnow()
+    if reply.language:
+        conversation.language = reply.language
+    elif job.language_hint and not conversation.language:
+        conversation.language = job.language_hint
+
+    queued = False
+    if job.truncated:
+        enqueue(session, key=f"notice:{message.id}:too_long", channel=job.channel, recipient=job.recipient,
+                payload={"text": customer_text("message_too_long", conversation.language)},
+                source="bot", conversation_id=conversation.id)
+        queued = True
+
+    visible = _visible(reply.messages)
+    decision = policy.decide(
+        intent=reply.intent, confidence=reply.confidence, mode=conversation.mode,
+        channel=job.channel, customer_flags=customer.flags or [],
+    )
+    if visible and not decision.silent:
+        if decision.auto_send:
+            for index, payload in enumerate(visible):
+                enqueue(session, key=f"reply:{message.id}:{index}", channel=job.channel,
+                        recipient=job.recipient, payload=payload, source="bot",
+                        conversation_id=conversation.id)
+            queued = True
+        else:
+            session.execute(
+                update(Draft)
+                .where(Draft.conversation_id == conversation.id, Draft.status == DraftStatus.pending)
+                .values(status=DraftStatus.superseded)
+                .execution_options(synchronize_session=False)
+            )
+            session.add(Draft(
+                conversation_id=conversation.id,
+                inbound_message_id=message.id,
+                messages=visible,
+                intent=reply.intent,
+                confidence=reply.confidence,
+                alternatives=reply.alternatives[:3],
+                reason=decision.reason,
+            ))
+    if _instructions(reply.messages).get("handover") and conversation.mode != Mode.human:
+        conversation.mode = Mode.human
+    return queued

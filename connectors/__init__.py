@@ -1,0 +1,1 @@
+"""Channel connectors: one plugin per messaging channel (see ``connectors.base.Connector``)."""
