@@ -53,10 +53,15 @@ def create_app(config: Config) -> web.Application:
     worker.on_outbox = dispatcher.wake
     app[WORKER_KEY] = worker
     app[DISPATCHER_KEY] = dispatcher
-    intake = Intake(store, on_accepted=worker.wake)
+    intake = Intake(store, worker if config.worker.enabled else None)
     app[INTAKE_KEY] = intake
     for connector in connectors.values():
         connector.setup(app, intake)
+    from bot.api import setup_api
+    from bot.console import setup_console
+
+    setup_api(app)  # JSON API under /api (session cookie + CSRF header)
+    setup_console(app)  # agent console under /console
     app.cleanup_ctx.append(_background)
     app.on_cleanup.append(_close_store)
     return app

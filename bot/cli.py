@@ -46,6 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
     crossval.add_argument("--data", default="data/nlu", help="NLU files or folder (default: data/nlu)")
     crossval.add_argument("--json", action="store_true", help="print JSON only")
 
+    bench = sub.add_parser("bench", help="benchmarks (print JSON)")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+    pipeline = bench_sub.add_parser(
+        "pipeline", help="service overhead vs. Rasa's REST channel on the same messages")
+    pipeline.add_argument("--messages", type=int, default=200)
+    pipeline.add_argument("--database-url", help="store for the service (default: a fresh SQLite file)")
+    pipeline.add_argument("--rasa-url", help="use a running Rasa server (with the webcare channel) instead of starting one")
+    pipeline.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+
+    users = sub.add_parser("users", help="console users")
+    users_sub = users.add_subparsers(dest="users_command", metavar="USERS_COMMAND")
+    users_add = users_sub.add_parser("add", help="add a console user (asks for the password twice)")
+    users_add.add_argument("username")
+    users_add.add_argument("--role", required=True, choices=["agent", "process_owner", "admin"])
+    users_add.add_argument("--name", help="display name (default: the username)")
+    users_add.add_argument("--password-stdin", action="store_true",
+                           help="read the password from standard input instead of prompting")
+
+    feedback = sub.add_parser(
+        "export-feedback",
+        help="write agents' intent corrections (picked alternatives, edits with an intent) as Rasa NLU YAML")
+    feedback.add_argument("--out", help="output file (default: standard output)")
+    feedback.add_argument("--since", help="only decisions from this day on (YYYY-MM-DD, UTC)")
+
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -108,6 +132,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.command == "nlu":
         return _nlu(args, parser)
+    if args.command == "users":
+        return _users(args, parser, config)
+    if args.command == "export-feedback":
+        return _export_feedback(args, config)
+    if args.command == "bench":
+        return _bench(args, parser)
     parser.print_help()
     return 2
 
@@ -117,6 +147,8 @@ def _nlu(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.parse_args(["nlu", "--help"])
         return 2
     from nlu.evaluation import cross_validate, load_rasa_examples
+
+    _quiet_rasa()
 
     data = Path(args.data)
     files = sorted(data.rglob("*.yml")) if data.is_dir() else [data]
@@ -137,4 +169,88 @@ def _nlu(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print("most frequent confusions:")
         for row in report["top_confusions"]:
             print(f"  {row['intent']} → {row['predicted']}: {row['count']}")
+    return 0
+
+
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.bench_command == "pipeline":
+        from bot.benchmarks.pipeline import run_pipeline_bench
+
+        _quiet_rasa()
+        report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
+        print(json.dumps(report, indent=2))
+        return 0
+    parser.parse_args(["bench", "--help"])
+    return 2
+
+
+def _quiet_rasa() -> None:
+    for name in ("rasa", "aiohttp.access", "bot.worker", "bot.dispatcher"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new user's password: one line of standard input, or typed twice."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password (at least 10 characters): ")
+    second = getpass.getpass("Password again: ")
+    if first != second:
+        raise ValueError("the passwords do not match")
+    return first
+
+
+def _users(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> int:  # type: ignore[no-untyped-def]
+    if args.users_command != "add":
+        parser.parse_args(["users", "--help"])
+        return 2
+    from bot.auth import create_user
+    from bot.errors import WebcareError
+    from bot.store.database import Store
+
+    try:
+        password = _read_password(args.password_stdin)
+    except (ValueError, EOFError, KeyboardInterrupt) as exc:
+        print(f"webcare: {exc or 'cancelled'}", file=sys.stderr)
+        return 1
+    store = Store.from_url(config.database_url)
+    try:
+        user = store.transaction(create_user, args.username, password, args.role, args.name)
+    except WebcareError as exc:
+        print(f"webcare: cannot add the user: {exc.reason}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"added {user.role.value} {user.username!r} ({user.display_name})")
+    return 0
+
+
+def _export_feedback(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+    from bot.feedback import export, parse_since
+    from bot.store.database import Store
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(f"webcare: {exc}", file=sys.stderr)
+        return 2
+    store = Store.from_url(config.database_url)
+    try:
+        text, count = store.transaction(export, since)
+    finally:
+        store.close()
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"webcare: cannot write {out}: {exc}", file=sys.stderr)
+            return 1
+        print(f"exported {count} corrected example(s) to {out}")
+    else:
+        sys.stdout.write(text)
+        print(f"exported {count} corrected example(s)", file=sys.stderr)
     return 0

@@ -98,15 +98,16 @@ class Config:
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def config_path(explicit: Optional[str] = None) -> Optional[Path]:
+def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
     """The configuration file in use, or ``None`` for the built-in defaults."""
+    environ = os.environ if environ is None else environ
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"configuration file {path} does not exist")
         return path
-    if os.environ.get("WEBCARE_CONFIG"):
-        return config_path(os.environ["WEBCARE_CONFIG"])
+    if environ.get("WEBCARE_CONFIG"):
+        return config_path(environ["WEBCARE_CONFIG"])
     default = Path(DEFAULT_CONFIG_FILE)
     return default if default.is_file() else None
 
@@ -114,7 +115,7 @@ def config_path(explicit: Optional[str] = None) -> Optional[Path]:
 def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read, merge with defaults and the environment, and validate."""
     environ = os.environ if environ is None else environ
-    source = config_path(path)
+    source = config_path(path, environ)
     data: Dict[str, Any] = {}
     if source is not None:
         try:

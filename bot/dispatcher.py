@@ -38,6 +38,7 @@ class Delivery:
     payload: Dict[str, Any]
     key: str
     attempts: int
+    lease_until: Optional[dt.datetime] = None
 
 
 class Dispatcher:
@@ -101,6 +102,11 @@ class Dispatcher:
         """Send one item and record the outcome; True when it was delivered."""
         connector = self.connectors[delivery.channel]
         await self.buckets[delivery.channel].acquire()
+        if delivery.lease_until and utcnow() > delivery.lease_until - dt.timedelta(seconds=LEASE_SECONDS / 2):
+            # We waited long (rate limit, retry_after): make sure the item is still ours.
+            if not await self.store.run(renew_lease, delivery):
+                logger.info("dispatcher: outbox %s was taken over; not sending it", delivery.id)
+                return False
         try:
             result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
         except DeliveryError as error:
@@ -159,8 +165,20 @@ def claim_due(session: Session, channels: List[str], limit: int) -> List[Deliver
         )
         if result.rowcount == 1:
             claimed.append(Delivery(item.id, item.channel, item.recipient, item.payload,
-                                    item.idempotency_key, item.attempts))
+                                    item.idempotency_key, item.attempts, until))
     return claimed
+
+
+def renew_lease(session: Session, delivery: Delivery) -> bool:
+    """Extend our lease if it is still ours (unchanged since we claimed it)."""
+    result = session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == delivery.id, OutboxItem.status == OutboxStatus.pending,
+               OutboxItem.lease_until == delivery.lease_until)
+        .values(lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 def unclaim(session: Session, ids: List[int]) -> None:
@@ -208,6 +226,13 @@ def record_failure(session: Session, delivery: Delivery, error: DeliveryError, m
                 .execution_options(synchronize_session=False)
             )
             # Nothing more will reach this recipient: stop the rest of their queue too.
+            stopped = select(OutboxItem.message_id).where(
+                OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient,
+                OutboxItem.status == OutboxStatus.pending, OutboxItem.message_id.isnot(None))
+            session.execute(
+                update(Message).where(Message.id.in_(stopped)).values(status="failed")
+                .execution_options(synchronize_session=False)
+            )
             session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient,

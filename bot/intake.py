@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,11 @@ from bot.store.models import (
     Message,
     utcnow,
 )
+from bot.worker import Job, lease_conversation, next_job
 from connectors.base import InboundMessage
+
+if TYPE_CHECKING:
+    from bot.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -37,27 +41,37 @@ class AcceptResult:
     conversation_id: int
     duplicate: bool
     truncated: bool = False
+    job: Optional["Job"] = None  # set when the local worker leased the conversation
 
 
 class Intake:
-    """Stores inbound messages and wakes the worker."""
+    """Stores inbound messages and hands them to the worker.
 
-    def __init__(self, store: Store, on_accepted: Optional[Callable[[], None]] = None) -> None:
+    When the local worker has room, intake leases the conversation for it in the same
+    transaction and passes the job along in memory (no polling round trip); otherwise the
+    worker (of this or another replica) finds the committed message on its own.
+    """
+
+    def __init__(self, store: Store, worker: Optional["Worker"] = None) -> None:
         self.store = store
-        self.on_accepted = on_accepted
+        self.worker = worker
 
     async def accept(self, inbound: InboundMessage) -> AcceptResult:
         """Commit ``inbound`` (or find it, if it was delivered before)."""
+        owner = self.worker.owner if self.worker is not None and self.worker.has_capacity() else None
         for attempt in range(3):
             try:
-                result = await self.store.run(store_inbound, inbound)
+                result = await self.store.run(store_inbound, inbound, owner)
                 break
             except IntegrityError:
                 # A concurrent delivery created the same identity or message first: look again.
                 if attempt == 2:
                     raise
-        if not result.duplicate and self.on_accepted is not None:
-            self.on_accepted()
+        if self.worker is not None and not result.duplicate:
+            if result.job is not None:
+                self.worker.submit(result.job)
+            else:
+                self.worker.wake()
         return result
 
 
@@ -70,14 +84,14 @@ def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Co
         )
     ).scalar_one_or_none()
     if identity is None:
-        customer = Customer(display_name=inbound.sender_name, language=_language(inbound.language_hint))
+        customer = Customer(display_name=_name(inbound.sender_name), language=_language(inbound.language_hint))
         session.add(customer)
         session.flush()
         identity = ChannelIdentity(
             customer_id=customer.id,
             channel=inbound.channel,
             external_id=inbound.sender_id,
-            display_name=inbound.sender_name,
+            display_name=_name(inbound.sender_name),
         )
         session.add(identity)
         session.flush()
@@ -100,8 +114,8 @@ def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Co
     return conversation
 
 
-def store_inbound(session: Session, inbound: InboundMessage) -> AcceptResult:
-    """The unit of work of :meth:`Intake.accept`."""
+def store_inbound(session: Session, inbound: InboundMessage, lease_for: Optional[str] = None) -> AcceptResult:
+    """The unit of work of :meth:`Intake.accept`; leases the conversation for ``lease_for``."""
     existing = session.execute(
         select(Message.id, Message.conversation_id).where(
             Message.channel == inbound.channel,
@@ -134,7 +148,14 @@ def store_inbound(session: Session, inbound: InboundMessage) -> AcceptResult:
     session.add(message)
     conversation.last_message_at = now
     session.flush()
-    return AcceptResult(message.id, conversation.id, duplicate=False, truncated=truncated)
+    job = None
+    if lease_for is not None and lease_conversation(session, conversation.id, lease_for):
+        job = next_job(session, conversation.id, lease_for)
+    return AcceptResult(message.id, conversation.id, duplicate=False, truncated=truncated, job=job)
+
+
+def _name(name: Optional[str]) -> Optional[str]:
+    return name[:200] if name else None
 
 
 def _language(hint: Optional[str]) -> Optional[str]:

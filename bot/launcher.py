@@ -87,8 +87,7 @@ def run_all(config: Config, project: Path) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     for part in system:
         part.process = subprocess.Popen(part.command, cwd=project, env=env, start_new_session=True)
@@ -121,12 +120,17 @@ def run_all(config: Config, project: Path) -> int:
             time.sleep(0.5)
     finally:
         _stop(system)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return exit_code
 
 
 def _exit_reason(code: int) -> str:
     if code < 0:
-        return f"killed by signal {signal.Signals(-code).name}"
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
     return "see its output above"
 
 

@@ -83,12 +83,13 @@ class OpeningHours:
 
 
 def day_label(moment: dt.datetime, now: dt.datetime, language: str) -> str:
-    """"vandaag"/"morgen"/weekday name of ``moment`` as seen from ``now``, in ``language``."""
+    """"vandaag"/"morgen"/"maandag" or "today"/"tomorrow"/"on Monday", seen from ``now``."""
     language = language if language in DAY_NAMES else "en"
     delta = (moment.date() - now.astimezone(moment.tzinfo).date()).days
     if delta in (0, 1):
         return RELATIVE_DAYS[language][delta]
-    return DAY_NAMES[language][moment.weekday()]
+    name = DAY_NAMES[language][moment.weekday()]
+    return f"on {name}" if language == "en" else name
 
 
 def _at(day: dt.datetime, time: dt.time) -> dt.datetime:

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -79,12 +79,26 @@ class Worker:
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.on_outbox = on_outbox  # called after replies were queued (wakes the dispatcher)
         self._wake = asyncio.Event()
-        self._active: Set[int] = set()
+        self._active: Dict[int, asyncio.Task] = {}
         self._tasks: Set[asyncio.Task] = set()
 
     def wake(self) -> None:
         """A new message was committed: look for work now."""
         self._wake.set()
+
+    def has_capacity(self) -> bool:
+        """Whether this worker can take one more conversation right now."""
+        return len(self._active) < self.concurrency
+
+    def submit(self, job: Job) -> None:
+        """Process a conversation intake already leased for us, starting with ``job``."""
+        self._start(job.conversation_id, job)
+
+    def _start(self, conversation_id: int, first: Optional[Job] = None) -> None:
+        task = asyncio.create_task(self._process(conversation_id, first))
+        self._active[conversation_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         """Work until cancelled."""
@@ -98,10 +112,7 @@ class Worker:
                     logger.exception("worker: claiming work failed; retrying")
                     await asyncio.sleep(1.0)
             for conversation_id in claimed:
-                self._active.add(conversation_id)
-                task = asyncio.create_task(self._process(conversation_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(conversation_id)
             if not claimed:
                 self._wake.clear()
                 try:
@@ -115,15 +126,16 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _process(self, conversation_id: int) -> None:
+    async def _process(self, conversation_id: int, job: Optional[Job] = None) -> None:
         delay = 0.0
+        released = False
         try:
-            while True:
+            if job is None:
                 job = await self.store.run(next_job, conversation_id, self.owner)
-                if job is None:
-                    break
+            while job is not None:
                 if job.mode == Mode.human or job.kind not in ("text", "button"):
                     await self.store.run(route_to_agent, job)
+                    job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
                 try:
                     reply = await self.rasa.send(
@@ -141,8 +153,11 @@ class Worker:
                 except RasaRejected as exc:
                     logger.error("worker: message %s refused by Rasa: %s", job.message_id, exc)
                     await self.store.run(fail_to_agent, job, str(exc))
+                    job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
-                queued = await self.store.run(apply_reply, job, reply, self.policy, self.owner)
+                # One transaction: the reply, then the next message or the lease released.
+                queued, job = await self.store.run(apply_reply, job, reply, self.policy, self.owner)
+                released = job is None
                 if queued and self.on_outbox is not None:
                     self.on_outbox()
         except asyncio.CancelledError:
@@ -151,11 +166,13 @@ class Worker:
             logger.exception("worker: conversation %s failed; it will be retried", conversation_id)
             delay = 5.0
         finally:
-            self._active.discard(conversation_id)
-            try:
-                await self.store.run(release, conversation_id, self.owner, delay)
-            except Exception:
-                logger.exception("worker: could not release conversation %s", conversation_id)
+            if self._active.get(conversation_id) is asyncio.current_task():
+                del self._active[conversation_id]
+            if not released:
+                try:
+                    await self.store.run(release, conversation_id, self.owner, delay)
+                except Exception:
+                    logger.exception("worker: could not release conversation %s", conversation_id)
 
 
 # ---------------------------------------------------------------- units of work
@@ -179,22 +196,29 @@ def claim_conversations(session: Session, owner: str, limit: int) -> List[int]:
         .limit(limit)
     ).scalars().all()
     claimed = []
-    until = now + dt.timedelta(seconds=LEASE_SECONDS)
     for conversation_id in candidates:
-        result = session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id, free)
-            .values(lease_owner=owner, lease_until=until)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
+        if lease_conversation(session, conversation_id, owner, now):
             claimed.append(conversation_id)
     return claimed
 
 
+def lease_conversation(session: Session, conversation_id: int, owner: str,
+                       now: Optional[dt.datetime] = None) -> bool:
+    """Take the conversation's lease for ``owner`` if nobody holds it (atomic)."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id,
+               or_(Conversation.lease_until.is_(None), Conversation.lease_until < now))
+        .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
 def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job]:
     """The conversation's oldest unprocessed message, if we still hold the lease."""
-    conversation = session.get(Conversation, conversation_id)
+    conversation = session.get(Conversation, conversation_id, populate_existing=True)
     if conversation is None or conversation.lease_owner != owner:
         return None
     conversation.lease_until = utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
@@ -296,8 +320,22 @@ def _instructions(messages: List[Dict[str, Any]]) -> Dict[str, Any]:
     return merged
 
 
-def apply_reply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, owner: str) -> bool:
-    """Record the parse, then auto-send or draft the reply. Returns whether anything was queued."""
+def apply_reply(
+    session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, owner: str
+) -> Tuple[bool, Optional[Job]]:
+    """Record the parse, auto-send or draft the reply, and move on in the same transaction.
+
+    Returns whether anything was queued, and the conversation's next message (``None``:
+    nothing left, and the lease has been released).
+    """
+    queued = _apply(session, job, reply, policy)
+    following = next_job(session, job.conversation_id, owner)
+    if following is None:
+        release(session, job.conversation_id, owner, 0)
+    return queued, following
+
+
+def _apply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy) -> bool:
     message = session.get(Message, job.message_id)
     if message is None or message.status != InboundStatus.received.value:
         return False  # already handled (another worker after a lease expiry)

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_ID_LENGTH = 200
+
 
 class SignedWebhookConnector(Connector):
     """JSON in and out, both signed with a shared HMAC-SHA256 secret."""
@@ -80,10 +82,10 @@ class SignedWebhookConnector(Connector):
         message_id = data.get("message_id")
         sender = data.get("sender")
         text = data.get("text")
-        if not isinstance(message_id, (str, int)) or str(message_id) == "":
-            raise BadRequest("'message_id' (string) is required")
-        if not isinstance(sender, dict) or not isinstance(sender.get("id"), (str, int)):
-            raise BadRequest("'sender.id' (string) is required")
+        if not _identifier(message_id):
+            raise BadRequest(f"'message_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+        if not isinstance(sender, dict) or not _identifier(sender.get("id")):
+            raise BadRequest(f"'sender.id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
         if not isinstance(text, str) or not text.strip():
             raise BadRequest("'text' must be a non-empty string")
         metadata = data.get("metadata", {})
@@ -137,6 +139,13 @@ class SignedWebhookConnector(Connector):
                 raise DeliveryError(reason)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise DeliveryError(f"callback unreachable: {type(exc).__name__}: {exc}") from exc
+
+
+def _identifier(value: Any) -> bool:
+    """A channel id: a non-empty string (or integer, not boolean) that fits the store."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return False
+    return 0 < len(str(value).strip()) <= MAX_ID_LENGTH
 
 
 def _retry_after(value: Optional[str]) -> float:

@@ -192,12 +192,6 @@ def _alive(pid: int) -> bool:
     return "Z" not in state.split()[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_exit_reason calls signal.Signals(-code), which raises ValueError for signals "
-    "without a name (real-time signals such as SIGRTMIN+6), so run_all crashes instead of "
-    "reporting the dead part and returning 1",
-)
 def test_a_part_killed_by_a_real_time_signal_is_reported(
     system: List[Part], config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -261,8 +261,8 @@ def test_describe_groups_only_consecutive_equal_days() -> None:
         (local(2026, 11, 25, 8, 0), "nl", "woensdag"),
         (local(2026, 11, 23, 8, 0), "en", "today"),
         (local(2026, 11, 24, 8, 0), "en", "tomorrow"),
-        (local(2026, 11, 30, 8, 0), "en", "Monday"),
-        (local(2026, 11, 25, 8, 0), "fr", "Wednesday"),
+        (local(2026, 11, 30, 8, 0), "en", "on Monday"),
+        (local(2026, 11, 25, 8, 0), "fr", "on Wednesday"),
     ],
 )
 def test_day_label(moment: dt.datetime, language: str, label: str) -> None:

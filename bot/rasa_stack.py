@@ -1,16 +1,20 @@
-"""Start a real Rasa server (with webcare's channel) and action server for tests."""
+"""Start a Rasa server (with webcare's channel) and an action server on free loopback ports.
+
+Used by the benchmarks and the tests; ``webcare run`` has its own supervisor (bot.launcher).
+"""
 from __future__ import annotations
 
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
+
+from bot.model_training import rasa_executable as rasa_bin
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -19,10 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def rasa_bin() -> str:
-    return str(Path(sys.executable).with_name("rasa"))
 
 
 def wait_for(url: str, timeout: float, process: Optional[subprocess.Popen] = None) -> None:
@@ -50,8 +50,9 @@ def latest_model() -> Path:
 class RasaStack:
     """A Rasa server and an action server on free loopback ports."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, model: Optional[Path] = None) -> None:
         self.workdir = workdir
+        self.model = model
         self.rasa_port = free_port()
         self.actions_port = free_port()
         self.processes: List[subprocess.Popen] = []
@@ -78,7 +79,7 @@ class RasaStack:
         log = open(self.workdir / "rasa.log", "ab")
         server = subprocess.Popen(
             [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(self.rasa_port),
-             "--model", str(latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
+             "--model", str(self.model or latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
              "--endpoints", str(self.workdir / "endpoints.yml")],
             cwd=PROJECT, env=env, stdout=log, stderr=log, start_new_session=True,
         )
@@ -107,8 +108,9 @@ def _terminate(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def rasa_stack(workdir: Path) -> Iterator[RasaStack]:
-    stack = RasaStack(workdir)
+def rasa_stack(workdir: Path, model: Optional[Path] = None) -> Iterator[RasaStack]:
+    """A started :class:`RasaStack`, stopped on exit."""
+    stack = RasaStack(workdir, model)
     try:
         stack.start()
         yield stack

@@ -1,0 +1,1 @@
+"""Benchmarks behind `webcare bench …` (each prints JSON; targets live here, not in timed tests)."""

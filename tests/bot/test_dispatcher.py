@@ -1,0 +1,509 @@
+"""The outbox dispatcher with the real signed webhook connector and a fake platform on loopback."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
+
+import psycopg2
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select, update
+
+from bot.dispatcher import LEASE_SECONDS, Delivery, Dispatcher, claim_due
+from bot.intake import store_inbound
+from bot.outbox import enqueue
+from bot.rate_limit import TokenBucket
+from bot.store.database import Store
+from bot.store.models import ChannelIdentity, Message, OutboxItem, OutboxStatus, utcnow
+from connectors.base import InboundMessage
+from connectors.signing import SIGNATURE_HEADER, verify
+from connectors.webhook import SignedWebhookConnector
+
+SECRET = "platform-shared-secret"
+PG = dict(host="127.0.0.1", port=5432, user="postgres")
+
+
+class FakePlatform:
+    """Records every callback and answers as scripted (default: 200 with a message id)."""
+
+    def __init__(self) -> None:
+        self.requests: List[Dict[str, Any]] = []
+        self.script: List[Tuple[int, Any, Dict[str, str]]] = []
+        self.server: Optional[TestServer] = None
+
+    def answer(self, status: int, body: Any = None, headers: Optional[Dict[str, str]] = None) -> None:
+        self.script.append((status, body, headers or {}))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        self.requests.append({
+            "body": json.loads(raw),
+            "verified": verify(SECRET, raw, request.headers.get(SIGNATURE_HEADER)),
+        })
+        if self.script:
+            status, body, headers = self.script.pop(0)
+        else:
+            status, body, headers = 200, {"message_id": f"p-{len(self.requests)}"}, {}
+        return web.json_response(body if body is not None else {"error": status}, status=status, headers=headers)
+
+    @property
+    def bodies(self) -> List[Dict[str, Any]]:
+        return [r["body"] for r in self.requests]
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/callback"))
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[FakePlatform]:
+    fake = FakePlatform()
+    app = web.Application()
+    app.router.add_post("/callback", fake.handle)
+    fake.server = TestServer(app, host="127.0.0.1")
+    await fake.server.start_server()
+    yield fake
+    await fake.server.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def connector(platform: FakePlatform, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SignedWebhookConnector]:
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector.from_config(
+        "hook", {"callback_url": platform.url, "secret_env": "TEST_HOOK_SECRET", "rate_limit_per_second": 1000}
+    )
+    await connector.start()
+    yield connector
+    await connector.stop()
+
+
+@pytest.fixture
+def dispatcher(store: Store, connector: SignedWebhookConnector) -> Dispatcher:
+    return Dispatcher(store, {"hook": connector}, max_attempts=3)
+
+
+def conversation(store: Store, sender: str = "42") -> int:
+    """A conversation created the way intake creates it (so identities and messages exist)."""
+    message = InboundMessage(channel="hook", channel_message_id=f"in-{sender}-{uuid.uuid4().hex[:6]}",
+                             sender_id=sender, text="hi")
+    return store.transaction(store_inbound, message).conversation_id
+
+
+def queue(store: Store, key: str, recipient: str = "42", conversation_id: Optional[int] = None,
+          text: Optional[str] = None, **kwargs) -> int:
+    def unit(session):
+        return enqueue(session, key=key, channel="hook", recipient=recipient,
+                       payload={"text": text or f"text of {key}"}, source="bot",
+                       conversation_id=conversation_id, **kwargs).id
+    return store.transaction(unit)
+
+
+def item(store: Store, item_id: int) -> OutboxItem:
+    return store.transaction(lambda s: s.get(OutboxItem, item_id))
+
+
+def message_of(store: Store, item_id: int) -> Message:
+    return store.transaction(lambda s: s.get(Message, s.get(OutboxItem, item_id).message_id))
+
+
+def make_due(store: Store) -> None:
+    """Skip the backoff: every pending item is due now."""
+    past = utcnow() - dt.timedelta(seconds=1)
+    store.transaction(lambda s: s.execute(
+        update(OutboxItem).where(OutboxItem.status == OutboxStatus.pending).values(next_attempt_at=past)
+    ))
+
+
+async def one_round(store: Store, dispatcher: Dispatcher) -> List[Delivery]:
+    deliveries = await store.run(claim_due, ["hook"], 100)
+    await dispatcher.deliver_all(deliveries)
+    return deliveries
+
+
+def seconds_from_now(moment: dt.datetime) -> float:
+    return (moment - utcnow()).total_seconds()
+
+
+# ---------------------------------------------------------------- delivery outcomes
+
+
+async def test_delivered_item_is_sent_and_recorded(store, dispatcher, platform) -> None:
+    conv = conversation(store)
+    item_id = queue(store, "reply:1:0", conversation_id=conv, text="Hello there")
+    message = message_of(store, item_id)
+    assert message.status == "queued" and message.direction.value == "out"
+
+    deliveries = await one_round(store, dispatcher)
+    assert [d.id for d in deliveries] == [item_id]
+    assert platform.requests == [{
+        "body": {"idempotency_key": "reply:1:0", "recipient": "42", "text": "Hello there"},
+        "verified": True,
+    }]
+    sent = item(store, item_id)
+    assert sent.status == OutboxStatus.sent
+    assert sent.channel_message_id == "p-1"
+    assert sent.attempts == 1 and sent.lease_until is None and sent.sent_at is not None
+    message = message_of(store, item_id)
+    assert message.status == "sent" and message.channel_message_id == "p-1"
+    assert message.processed_at is not None
+
+
+async def test_idempotency_key_is_stable_across_retries(store, dispatcher, platform) -> None:
+    item_id = queue(store, "reply:7:0", conversation_id=conversation(store))
+    platform.answer(500, {"error": "try later"})
+    await one_round(store, dispatcher)
+    assert item(store, item_id).status == OutboxStatus.pending
+    make_due(store)
+    await one_round(store, dispatcher)
+    assert item(store, item_id).status == OutboxStatus.sent
+    assert [b["idempotency_key"] for b in platform.bodies] == ["reply:7:0", "reply:7:0"]
+    assert platform.bodies[0] == platform.bodies[1]
+    assert all(r["verified"] for r in platform.requests)
+
+
+async def test_429_waits_without_counting_an_attempt_and_pauses_the_channel(store, dispatcher, platform) -> None:
+    item_id = queue(store, "k429", conversation_id=conversation(store))
+    platform.answer(429, {"error": "slow down"}, {"Retry-After": "30"})
+    before = time.monotonic()
+    await one_round(store, dispatcher)
+    waiting = item(store, item_id)
+    assert waiting.status == OutboxStatus.pending
+    assert waiting.attempts == 0
+    assert waiting.lease_until is None
+    assert 25 <= seconds_from_now(waiting.next_attempt_at) <= 31
+    assert "429" in waiting.last_error
+    bucket = dispatcher.buckets["hook"]
+    assert bucket.paused_until >= before + 29
+    assert bucket.tokens == 0.0
+    assert await store.run(claim_due, ["hook"], 100) == []  # not due yet
+    assert message_of(store, item_id).status == "queued"
+
+
+async def test_500_backs_off_exponentially_then_fails_after_max_attempts(store, dispatcher, platform) -> None:
+    item_id = queue(store, "k500", conversation_id=conversation(store))
+    for _ in range(3):
+        platform.answer(500, {"error": "boom"})
+
+    await one_round(store, dispatcher)
+    first = item(store, item_id)
+    assert first.status == OutboxStatus.pending and first.attempts == 1
+    assert first.lease_until is None
+    assert "500" in first.last_error
+    assert 1.0 <= seconds_from_now(first.next_attempt_at) <= 3.0  # 2 s ± 20 % jitter
+
+    make_due(store)
+    await one_round(store, dispatcher)
+    second = item(store, item_id)
+    assert second.status == OutboxStatus.pending and second.attempts == 2
+    assert 2.5 <= seconds_from_now(second.next_attempt_at) <= 5.5  # 4 s ± 20 % jitter
+
+    make_due(store)
+    await one_round(store, dispatcher)
+    last = item(store, item_id)
+    assert last.status == OutboxStatus.failed and last.attempts == 3
+    assert message_of(store, item_id).status == "failed"
+    assert len(platform.requests) == 3
+
+    make_due(store)
+    assert await one_round(store, dispatcher) == []
+    assert len(platform.requests) == 3
+
+
+async def test_400_fails_at_once_and_the_next_item_still_goes(store, dispatcher, platform) -> None:
+    conv = conversation(store)
+    bad = queue(store, "bad", conversation_id=conv)
+    good = queue(store, "good", conversation_id=conv)
+    platform.answer(400, {"error": "text too long"})
+    await one_round(store, dispatcher)
+    failed = item(store, bad)
+    assert failed.status == OutboxStatus.failed and failed.attempts == 1
+    assert "400" in failed.last_error
+    assert message_of(store, bad).status == "failed"
+    assert store.transaction(lambda s: s.execute(select(ChannelIdentity.reachable)).scalar_one()) is True
+    # a permanently failed item no longer blocks the recipient's queue
+    await one_round(store, dispatcher)
+    assert item(store, good).status == OutboxStatus.sent
+    assert [b["idempotency_key"] for b in platform.bodies] == ["bad", "good"]
+
+
+async def test_410_marks_the_recipient_unreachable_and_fails_their_queue(store, dispatcher, platform) -> None:
+    gone = conversation(store, "42")
+    other = conversation(store, "43")
+    first = queue(store, "g1", conversation_id=gone)
+    rest = [queue(store, "g2", conversation_id=gone), queue(store, "g3", conversation_id=gone)]
+    platform.answer(410, {"error": "user blocked the bot"})
+    await one_round(store, dispatcher)
+    elsewhere = queue(store, "o1", recipient="43", conversation_id=other)
+    await one_round(store, dispatcher)
+
+    assert item(store, first).status == OutboxStatus.failed
+    for item_id in rest:
+        stopped = item(store, item_id)
+        assert stopped.status == OutboxStatus.failed
+        assert stopped.last_error == "recipient unreachable"
+        assert stopped.attempts == 0
+    assert item(store, elsewhere).status == OutboxStatus.sent
+    reachable = dict(store.transaction(
+        lambda s: s.execute(select(ChannelIdentity.external_id, ChannelIdentity.reachable)).all()))
+    assert reachable == {"42": False, "43": True}
+    make_due(store)
+    await one_round(store, dispatcher)
+    assert sorted(b["idempotency_key"] for b in platform.bodies) == ["g1", "o1"]
+
+
+async def test_410_also_fails_the_log_messages_of_the_stopped_items(store, dispatcher, platform) -> None:
+    conv = conversation(store)
+    queue(store, "g1", conversation_id=conv)
+    later = queue(store, "g2", conversation_id=conv)
+    platform.answer(410)
+    await one_round(store, dispatcher)
+    assert item(store, later).status == OutboxStatus.failed
+    assert message_of(store, later).status == "failed"
+
+
+async def test_connector_without_callback_url_fails_permanently(store, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET"})
+    dispatcher = Dispatcher(store, {"hook": connector})
+    item_id = queue(store, "nowhere")
+    await one_round(store, dispatcher)
+    failed = item(store, item_id)
+    assert failed.status == OutboxStatus.failed and "callback_url" in failed.last_error
+    await connector.stop()
+
+
+async def test_unreachable_platform_is_retried(store, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET",
+                                                "callback_url": "http://127.0.0.1:9/callback"})
+    dispatcher = Dispatcher(store, {"hook": connector})
+    item_id = queue(store, "refused")
+    await one_round(store, dispatcher)
+    await connector.stop()
+    retried = item(store, item_id)
+    assert retried.status == OutboxStatus.pending and retried.attempts == 1
+    assert "unreachable" in retried.last_error
+    assert seconds_from_now(retried.next_attempt_at) > 1.0
+
+
+# ---------------------------------------------------------------- order per recipient
+
+
+async def test_order_per_recipient_across_claim_rounds(store, dispatcher, platform) -> None:
+    conv = conversation(store, "42")
+    other = conversation(store, "43")
+    ids = [queue(store, f"a{i}", conversation_id=conv) for i in range(3)]
+    queue(store, "b0", recipient="43", conversation_id=other)
+    rounds = 0
+    while any(item(store, i).status == OutboxStatus.pending for i in ids):
+        claimed = await one_round(store, dispatcher)
+        # never two items of one recipient in flight at once
+        recipients = [d.recipient for d in claimed]
+        assert len(recipients) == len(set(recipients))
+        rounds += 1
+        assert rounds <= 5
+    assert rounds == 3
+    assert [b["idempotency_key"] for b in platform.bodies if b["recipient"] == "42"] == ["a0", "a1", "a2"]
+    ids_sent = [item(store, i).channel_message_id for i in ids]
+    assert len(set(ids_sent)) == 3
+
+
+async def test_order_per_recipient_with_the_run_loop(store, dispatcher, platform) -> None:
+    conv = conversation(store)
+    ids = [queue(store, f"r{i}", conversation_id=conv) for i in range(3)]
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(200):
+            if len(platform.requests) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        # queued later: wake() makes the loop look at once
+        ids.append(queue(store, "r3", conversation_id=conv))
+        dispatcher.wake()
+        for _ in range(200):
+            if item(store, ids[-1]).status == OutboxStatus.sent:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [b["idempotency_key"] for b in platform.bodies] == ["r0", "r1", "r2", "r3"]
+    assert all(item(store, i).status == OutboxStatus.sent for i in ids)
+
+
+async def test_a_failing_first_item_blocks_the_later_ones(store, dispatcher, platform) -> None:
+    conv = conversation(store)
+    ids = [queue(store, f"f{i}", conversation_id=conv) for i in range(3)]
+    platform.answer(500)
+    await one_round(store, dispatcher)
+    assert [b["idempotency_key"] for b in platform.bodies] == ["f0"]
+    # f0 waits for its backoff; f1 and f2 wait for f0
+    assert await store.run(claim_due, ["hook"], 100) == []
+    make_due(store)
+    while any(item(store, i).status == OutboxStatus.pending for i in ids):
+        assert len(platform.requests) < 10
+        await one_round(store, dispatcher)
+    assert [b["idempotency_key"] for b in platform.bodies] == ["f0", "f0", "f1", "f2"]
+
+
+async def test_deliver_all_stops_a_recipient_batch_at_the_first_failure(store, dispatcher, platform) -> None:
+    """Even when handed several items of one recipient, a failure keeps the later ones back."""
+    conv = conversation(store)
+    ids = [queue(store, f"d{i}", conversation_id=conv) for i in range(3)]
+    leased = utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
+    store.transaction(lambda s: s.execute(update(OutboxItem).values(lease_until=leased)))
+    batch = [Delivery(i, "hook", "42", {"text": f"d{n}"}, f"d{n}", 0) for n, i in enumerate(ids)]
+    platform.answer(503)
+    await dispatcher.deliver_all(batch)
+    assert [b["idempotency_key"] for b in platform.bodies] == ["d0"]
+    assert item(store, ids[0]).attempts == 1
+    for later in ids[1:]:
+        waiting = item(store, later)
+        assert waiting.status == OutboxStatus.pending and waiting.attempts == 0
+        assert waiting.lease_until is None  # given back, not left leased for a minute
+
+
+async def test_an_item_taken_over_while_waiting_for_the_rate_limit_is_sent_once(
+        store, platform, monkeypatch) -> None:
+    """A claim can expire while the dispatcher waits for the channel (429 pause). Another
+    replica may then claim the item; the first dispatcher notices and does not send it."""
+    monkeypatch.setattr("bot.dispatcher.LEASE_SECONDS", 1)
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET", "callback_url": platform.url,
+                                                "rate_limit_per_second": 1})
+    first_replica = Dispatcher(store, {"hook": connector})
+    queue(store, "first", recipient="1")
+    waiting = queue(store, "second", recipient="2")
+    platform.answer(429, {"error": "flood"}, {"Retry-After": "2"})
+    task = asyncio.create_task(first_replica.deliver_all(await store.run(claim_due, ["hook"], 100)))
+    try:
+        await asyncio.sleep(1.5)  # "second" is still waiting for the channel; its lease has run out
+        assert item(store, waiting).status == OutboxStatus.pending
+        stolen = await store.run(claim_due, ["hook"], 100)  # another replica takes it over
+        assert waiting in [d.id for d in stolen]
+    finally:
+        await task
+    assert [b["idempotency_key"] for b in platform.bodies].count("second") == 0
+    second_replica = Dispatcher(store, {"hook": connector})
+    await second_replica.deliver_all([d for d in stolen if d.id == waiting])
+    await connector.stop()
+    assert [b["idempotency_key"] for b in platform.bodies].count("second") == 1
+    assert item(store, waiting).status == OutboxStatus.sent
+
+
+# ---------------------------------------------------------------- outbox and claiming
+
+
+def test_enqueue_same_key_twice_is_one_item(store) -> None:
+    conv = conversation(store)
+    first = queue(store, "same", conversation_id=conv, text="one")
+    second = queue(store, "same", conversation_id=conv, text="two")
+    assert first == second
+    assert store.transaction(lambda s: s.execute(select(func.count()).select_from(OutboxItem)).scalar_one()) == 1
+    outbound = store.transaction(lambda s: s.execute(
+        select(func.count()).select_from(Message).where(Message.direction == "out")).scalar_one())
+    assert outbound == 1
+    assert item(store, first).payload == {"text": "one"}
+
+
+def test_enqueue_without_conversation_logs_no_message(store) -> None:
+    item_id = queue(store, "broadcast:1:42")
+    assert item(store, item_id).message_id is None
+
+
+async def test_not_before_delays_the_item(store) -> None:
+    queue(store, "later", not_before=utcnow() + dt.timedelta(minutes=5))
+    assert await store.run(claim_due, ["hook"], 100) == []
+
+
+async def test_claims_back_to_back_are_disjoint_and_leases_expire(store) -> None:
+    ids = [queue(store, f"c{n}", recipient=str(n)) for n in range(6)]
+    first = await store.run(claim_due, ["hook"], 4)
+    second = await store.run(claim_due, ["hook"], 100)
+    assert [d.id for d in first] == ids[:4]
+    assert [d.id for d in second] == ids[4:]
+    assert await store.run(claim_due, ["hook"], 100) == []
+    assert await store.run(claim_due, ["other-channel"], 100) == []
+    assert await store.run(claim_due, [], 100) == []
+    assert first[0].key == "c0" and first[0].payload == {"text": "text of c0"} and first[0].attempts == 0
+    # a crashed dispatcher's lease runs out: the item is claimed again
+    past = utcnow() - dt.timedelta(seconds=1)
+    store.transaction(lambda s: s.execute(update(OutboxItem).where(OutboxItem.id == ids[0]).values(lease_until=past)))
+    assert [d.id for d in await store.run(claim_due, ["hook"], 100)] == [ids[0]]
+
+
+# ---------------------------------------------------------------- rate limits
+
+
+async def test_token_bucket_rate() -> None:
+    bucket = TokenBucket(10, burst=1)
+    start = time.monotonic()
+    for _ in range(20):
+        await bucket.acquire()
+    assert time.monotonic() - start >= 1.5
+
+
+async def test_token_bucket_pause() -> None:
+    bucket = TokenBucket(1000)
+    bucket.pause(0.5)
+    start = time.monotonic()
+    await bucket.acquire()
+    assert time.monotonic() - start >= 0.4
+
+
+async def test_dispatcher_honours_the_channel_rate_limit(store, platform, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET", "callback_url": platform.url,
+                                                "rate_limit_per_second": 10})
+    dispatcher = Dispatcher(store, {"hook": connector})
+    for n in range(16):
+        queue(store, f"rl{n}", recipient=str(n))
+    start = time.monotonic()
+    await one_round(store, dispatcher)
+    elapsed = time.monotonic() - start
+    await connector.stop()
+    assert len(platform.requests) == 16
+    assert elapsed >= 0.5  # burst 10, then 6 more at 10/s
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    name = f"webcare_dispatch_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(dbname="postgres", **PG)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+async def test_concurrent_claims_are_disjoint_on_postgresql(pg_url: str) -> None:
+    store = Store.from_url(pg_url)
+    try:
+        ids = [queue(store, f"pg{n}", recipient=str(n)) for n in range(40)]
+        claims = await asyncio.gather(*(store.run(claim_due, ["hook"], 100) for _ in range(6)))
+        claimed = [d.id for claim in claims for d in claim]
+        assert sorted(claimed) == ids  # every item exactly once
+    finally:
+        store.close()

@@ -1,0 +1,422 @@
+"""The worker's units of work on a real SQLite store, with hand-built Rasa replies (no Rasa)."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.config import DEFAULTS
+from bot.customer_texts import customer_text
+from bot.drafting import DraftingPolicy
+from bot.intake import MAX_TEXT_CHARS, store_inbound
+from bot.outbox import enqueue
+from bot.rasa_client import RasaReply
+from bot.store.database import Store
+from bot.store.models import (
+    Conversation,
+    Customer,
+    Draft,
+    DraftStatus,
+    Message,
+    Mode,
+    OutboxItem,
+    utcnow,
+)
+from bot.worker import (
+    Job,
+    apply_reply,
+    claim_conversations,
+    fail_to_agent,
+    next_job,
+    record_failure,
+    release,
+    route_to_agent,
+)
+from connectors.base import InboundMessage
+
+OWNER = "worker-a"
+POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
+BUTTONS = [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
+ALTERNATIVES = [
+    {"intent": "tariffs", "confidence": 0.4, "text": "Our tariffs start at 10 euros."},
+    {"intent": "invoice", "confidence": 0.3, "text": "Your invoice is in the app."},
+    {"intent": "contract_end", "confidence": 0.2, "text": "Your contract ends in May."},
+    {"intent": "greet", "confidence": 0.1, "text": "Hi!"},
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
+    yield store
+    store.close()
+
+
+def receive(store: Store, message_id: str, sender: str = "42", text: str = "how much is it?", **kwargs):
+    inbound = InboundMessage(channel="hook", channel_message_id=message_id, sender_id=sender, text=text, **kwargs)
+    return store.transaction(store_inbound, inbound)
+
+
+def reply(messages: Optional[List[Dict[str, Any]]] = None, intent: str = "tariffs", confidence: float = 0.95,
+          language: Optional[str] = "en", alternatives: Optional[List[Dict[str, Any]]] = None) -> RasaReply:
+    parse: Dict[str, Any] = {
+        "text": "how much is it?",
+        "intent": {"name": intent, "confidence": confidence},
+        "intent_ranking": [{"name": intent, "confidence": confidence}],
+        "entities": [],
+    }
+    if language:
+        parse["language"] = {"name": language}
+    if messages is None:
+        messages = [{"text": "Our tariffs start at 10 euros a month."},
+                    {"text": "Did that help?", "buttons": BUTTONS}]
+    return RasaReply(messages, parse, ALTERNATIVES if alternatives is None else alternatives)
+
+
+def job_for(store: Store, conversation_id: int, owner: str = OWNER) -> Job:
+    store.transaction(claim_conversations, owner, 10)
+    assert get(store, Conversation, conversation_id).lease_owner == owner
+    job = store.transaction(next_job, conversation_id, owner)
+    assert job is not None
+    return job
+
+
+def apply(store: Store, job: Job, rasa: RasaReply, owner: str = OWNER) -> Tuple[bool, Optional[Job]]:
+    """apply_reply in one transaction: (anything queued, the conversation's next job or None)."""
+    return store.transaction(apply_reply, job, rasa, POLICY, owner)
+
+
+def get(store: Store, model, key):
+    return store.transaction(lambda s: s.get(model, key))
+
+
+def all_of(store: Store, model) -> list:
+    return store.transaction(lambda s: s.execute(select(model).order_by(model.id)).scalars().all())
+
+
+def set_conversation(store: Store, conversation_id: int, **values) -> None:
+    store.transaction(lambda s: s.execute(
+        update(Conversation).where(Conversation.id == conversation_id).values(**values)))
+
+
+# ---------------------------------------------------------------- claiming
+
+
+def test_claim_only_conversations_with_received_messages_oldest_first(store: Store) -> None:
+    x1 = receive(store, "x1", sender="x")          # message 1, conversation X
+    y1 = receive(store, "y1", sender="y")          # message 2, conversation Y
+    x2 = receive(store, "x2", sender="x")          # message 3, conversation X
+    z1 = receive(store, "z1", sender="z")          # conversation Z: nothing left to do
+    quiet = z1.conversation_id
+    store.transaction(lambda s: s.execute(update(Message).where(
+        Message.id.in_([x1.message_id, z1.message_id])).values(status="processed")))
+    # an outbound-only conversation state must not count either
+    store.transaction(lambda s: enqueue(s, key="out", channel="hook", recipient="z", payload={"text": "hi"},
+                                        source="agent", conversation_id=quiet))
+
+    assert store.transaction(claim_conversations, OWNER, 1) == [y1.conversation_id]
+    assert store.transaction(claim_conversations, OWNER, 10) == [x2.conversation_id]
+    assert store.transaction(claim_conversations, OWNER, 10) == []  # both leased (even by us)
+    assert store.transaction(claim_conversations, "worker-b", 10) == []
+    leased = get(store, Conversation, y1.conversation_id)
+    assert leased.lease_owner == OWNER
+    assert leased.lease_until > utcnow() + dt.timedelta(seconds=30)
+    assert get(store, Conversation, quiet).lease_owner is None
+
+
+def test_claim_order_is_by_oldest_waiting_message_not_conversation_id(store: Store) -> None:
+    a = receive(store, "a1", sender="a")
+    b = receive(store, "b1", sender="b")
+    store.transaction(lambda s: s.execute(update(Message).where(Message.id == a.message_id).values(status="processed")))
+    a2 = receive(store, "a2", sender="a")
+    assert a.conversation_id == a2.conversation_id < b.conversation_id
+    assert store.transaction(claim_conversations, OWNER, 10) == [b.conversation_id, a.conversation_id]
+
+
+def test_expired_lease_is_claimed_again(store: Store) -> None:
+    first = receive(store, "m1")
+    assert store.transaction(claim_conversations, "worker-b", 10) == [first.conversation_id]
+    assert store.transaction(claim_conversations, OWNER, 10) == []
+    set_conversation(store, first.conversation_id, lease_until=utcnow() - dt.timedelta(seconds=1))
+    assert store.transaction(claim_conversations, OWNER, 10) == [first.conversation_id]
+    assert get(store, Conversation, first.conversation_id).lease_owner == OWNER
+    # the crashed worker has lost it
+    assert store.transaction(next_job, first.conversation_id, "worker-b") is None
+
+
+def test_release_and_release_with_delay(store: Store) -> None:
+    first = receive(store, "m1")
+    store.transaction(claim_conversations, OWNER, 10)
+    store.transaction(release, first.conversation_id, "someone-else", 0)  # not theirs: no effect
+    assert get(store, Conversation, first.conversation_id).lease_owner == OWNER
+    store.transaction(release, first.conversation_id, OWNER, 0)
+    released = get(store, Conversation, first.conversation_id)
+    assert released.lease_owner is None and released.lease_until is None
+    assert store.transaction(claim_conversations, OWNER, 10) == [first.conversation_id]
+    store.transaction(release, first.conversation_id, OWNER, 30)
+    assert get(store, Conversation, first.conversation_id).lease_until > utcnow() + dt.timedelta(seconds=20)
+    assert store.transaction(claim_conversations, OWNER, 10) == []  # backing off
+
+
+# ---------------------------------------------------------------- next_job
+
+
+def test_next_job_is_the_oldest_received_message(store: Store) -> None:
+    first = receive(store, "m1", text="first", language_hint="en-US", metadata={"a": 1})
+    receive(store, "m2", text="second")
+    store.transaction(claim_conversations, OWNER, 10)
+    set_conversation(store, first.conversation_id, lease_until=utcnow() + dt.timedelta(seconds=5))
+    job = store.transaction(next_job, first.conversation_id, OWNER)
+    assert job == Job(
+        message_id=first.message_id, conversation_id=first.conversation_id, text="first", kind="text",
+        truncated=False, attempts=0, channel="hook", recipient="42", rasa_sender_id="hook:42",
+        mode=Mode.bot, language="en", language_hint="en",
+    )
+    # the lease was extended
+    assert get(store, Conversation, first.conversation_id).lease_until > utcnow() + dt.timedelta(seconds=30)
+    assert store.transaction(next_job, first.conversation_id, "worker-b") is None
+    assert store.transaction(next_job, 999, OWNER) is None
+
+
+def test_next_job_moves_on_and_ends(store: Store) -> None:
+    first = receive(store, "m1", text="first")
+    second = receive(store, "m2", text="second")
+    job = job_for(store, first.conversation_id)
+    queued, following = apply(store, job, reply())
+    assert queued is True
+    # the next message comes back in the same transaction, and the lease is kept (and extended)
+    assert following == store.transaction(next_job, first.conversation_id, OWNER)
+    assert following.message_id == second.message_id and following.text == "second"
+    assert get(store, Conversation, first.conversation_id).lease_owner == OWNER
+    store.transaction(route_to_agent, following)
+    assert store.transaction(next_job, first.conversation_id, OWNER) is None
+
+
+def test_apply_reply_releases_the_lease_when_nothing_is_left(store: Store) -> None:
+    first = receive(store, "m1")
+    assert apply(store, job_for(store, first.conversation_id), reply()) == (True, None)
+    conversation = get(store, Conversation, first.conversation_id)
+    assert conversation.lease_owner is None and conversation.lease_until is None
+    # a new message is claimable at once
+    receive(store, "m2")
+    assert store.transaction(claim_conversations, "worker-b", 10) == [first.conversation_id]
+
+
+def test_record_failure_counts_attempts(store: Store) -> None:
+    first = receive(store, "m1")
+    store.transaction(record_failure, first.message_id, "Rasa unreachable")
+    store.transaction(record_failure, first.message_id, "x" * 5000)
+    message = get(store, Message, first.message_id)
+    assert message.attempts == 2 and message.status == "received"
+    assert len(message.last_error) == 2000
+    assert job_for(store, first.conversation_id).attempts == 2
+
+
+# ---------------------------------------------------------------- apply_reply
+
+
+def test_confident_reply_is_queued(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    rasa = reply()
+    assert apply(store, job, rasa) == (True, None)
+    items = all_of(store, OutboxItem)
+    assert [i.idempotency_key for i in items] == [f"reply:{first.message_id}:0", f"reply:{first.message_id}:1"]
+    assert [i.payload for i in items] == [
+        {"text": "Our tariffs start at 10 euros a month."},
+        {"text": "Did that help?", "buttons": BUTTONS},
+    ]
+    assert {(i.channel, i.recipient, i.source, i.conversation_id) for i in items} == {
+        ("hook", "42", "bot", first.conversation_id)}
+    message = get(store, Message, first.message_id)
+    assert message.status == "processed" and message.processed_at is not None
+    assert message.nlu == rasa.parse
+    assert get(store, Conversation, first.conversation_id).language == "en"
+    assert all_of(store, Draft) == []
+    outbound = [m for m in all_of(store, Message) if m.direction.value == "out"]
+    assert [m.text for m in outbound] == ["Our tariffs start at 10 euros a month.", "Did that help?"]
+    assert all(m.status == "queued" and m.sender == "bot" for m in outbound)
+
+
+def test_low_confidence_becomes_a_draft_and_supersedes_the_older_one(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    assert apply(store, job, reply(confidence=0.4)) == (False, None)
+    second = receive(store, "m2", text="hello??")
+    job2 = job_for(store, first.conversation_id)
+    assert job2.message_id == second.message_id
+    assert apply(store, job2, reply(confidence=0.5)) == (False, None)
+
+    assert all_of(store, OutboxItem) == []
+    older, newer = all_of(store, Draft)
+    assert older.inbound_message_id == first.message_id and older.status == DraftStatus.superseded
+    assert newer.inbound_message_id == second.message_id and newer.status == DraftStatus.pending
+    assert newer.intent == "tariffs" and newer.confidence == 0.5
+    assert newer.messages == [{"text": "Our tariffs start at 10 euros a month."},
+                              {"text": "Did that help?", "buttons": BUTTONS}]
+    assert newer.alternatives == ALTERNATIVES[:3]
+    assert "0.50" in newer.reason and "0.80" in newer.reason
+    assert get(store, Message, second.message_id).status == "processed"
+
+
+def test_drafts_of_other_conversations_are_left_alone(store: Store) -> None:
+    a = receive(store, "a1", sender="a")
+    b = receive(store, "b1", sender="b")
+    apply(store, job_for(store, a.conversation_id), reply(confidence=0.1))
+    apply(store, job_for(store, b.conversation_id), reply(confidence=0.1))
+    assert [d.status for d in all_of(store, Draft)] == [DraftStatus.pending, DraftStatus.pending]
+
+
+def test_always_reviewed_intent_and_flagged_customer_are_drafted(store: Store) -> None:
+    a = receive(store, "a1", sender="a")
+    apply(store, job_for(store, a.conversation_id), reply(intent="complaint", confidence=0.99))
+    b = receive(store, "b1", sender="b")
+    customer_id = get(store, Conversation, b.conversation_id).customer_id
+    store.transaction(lambda s: s.execute(update(Customer).where(Customer.id == customer_id).values(flags=["vip"])))
+    apply(store, job_for(store, b.conversation_id), reply(confidence=0.99))
+    assert all_of(store, OutboxItem) == []
+    reasons = [d.reason for d in all_of(store, Draft)]
+    assert "'complaint' is always reviewed" in reasons[0]
+    assert "vip" in reasons[1]
+
+
+def test_handover_instruction_switches_to_human_and_is_not_sent(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    custom = {"custom": {"webcare": {"handover": {"reason": "complaint"}}}}
+    rasa = reply([{"text": "I'll pass you on to a colleague."}, custom], intent="ask_human", confidence=0.97)
+    assert apply(store, job, rasa) == (True, None)
+    assert get(store, Conversation, first.conversation_id).mode == Mode.human
+    [sent] = all_of(store, OutboxItem)
+    assert sent.payload == {"text": "I'll pass you on to a colleague."}
+    assert all("custom" not in m.payload for m in all_of(store, Message))
+
+
+def test_handover_in_a_drafted_reply_still_switches(store: Store) -> None:
+    first = receive(store, "m1")
+    custom = {"text": None, "custom": {"webcare": {"handover": {"reason": "complaint"}}}}
+    rasa = reply([custom], intent="complaint", confidence=0.99)
+    apply(store, job_for(store, first.conversation_id), rasa)
+    assert get(store, Conversation, first.conversation_id).mode == Mode.human
+    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []  # nothing visible to draft
+
+
+def test_applying_the_same_reply_twice_queues_once(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    assert apply(store, job, reply())[0] is True
+    assert apply(store, job, reply())[0] is False
+    assert len(all_of(store, OutboxItem)) == 2
+    low = receive(store, "m2")
+    job2 = job_for(store, first.conversation_id)
+    apply(store, job2, reply(confidence=0.2))
+    apply(store, job2, reply(confidence=0.2))
+    assert [d.inbound_message_id for d in all_of(store, Draft)] == [low.message_id]
+
+
+def test_truncated_message_gets_the_too_long_notice(store: Store) -> None:
+    first = receive(store, "m1", text="z" * (MAX_TEXT_CHARS + 500))
+    job = job_for(store, first.conversation_id)
+    assert job.truncated is True and len(job.text) == MAX_TEXT_CHARS
+    assert apply(store, job, reply())[0] is True
+    items = all_of(store, OutboxItem)
+    assert [i.idempotency_key for i in items] == [
+        f"notice:{first.message_id}:too_long", f"reply:{first.message_id}:0", f"reply:{first.message_id}:1"]
+    assert items[0].payload == {"text": customer_text("message_too_long", "en")}
+
+
+def test_truncated_message_with_a_drafted_reply_still_gets_the_notice(store: Store) -> None:
+    first = receive(store, "m1", text="z" * (MAX_TEXT_CHARS + 1), language_hint="nl")
+    job = job_for(store, first.conversation_id)
+    assert apply(store, job, reply(confidence=0.1, language=None))[0] is True
+    [notice] = all_of(store, OutboxItem)
+    assert notice.payload == {"text": customer_text("message_too_long", "nl")}
+    assert len(all_of(store, Draft)) == 1
+
+
+def test_language_falls_back_to_the_message_hint(store: Store) -> None:
+    first = receive(store, "m1", language_hint="de-AT")
+    set_conversation(store, first.conversation_id, language=None)
+    job = job_for(store, first.conversation_id)
+    apply(store, job, reply(language=None))
+    assert get(store, Conversation, first.conversation_id).language == "de"
+
+
+def test_human_mode_reply_is_silent(store: Store) -> None:
+    first = receive(store, "m1")
+    set_conversation(store, first.conversation_id, mode=Mode.human)
+    job = job_for(store, first.conversation_id)
+    assert job.mode == Mode.human
+    assert apply(store, job, reply()) == (False, None)
+    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []
+    assert get(store, Message, first.message_id).status == "processed"
+
+
+def test_assist_mode_drafts_everything(store: Store) -> None:
+    first = receive(store, "m1")
+    set_conversation(store, first.conversation_id, mode=Mode.assist)
+    apply(store, job_for(store, first.conversation_id), reply(confidence=1.0))
+    assert all_of(store, OutboxItem) == []
+    [draft] = all_of(store, Draft)
+    assert "assist" in draft.reason
+
+
+# ---------------------------------------------------------------- route_to_agent / fail_to_agent
+
+
+def test_route_to_agent_marks_processed_without_a_reply(store: Store) -> None:
+    first = receive(store, "m1", kind="attachment")
+    set_conversation(store, first.conversation_id, mode=Mode.human)
+    job = job_for(store, first.conversation_id)
+    assert job.kind == "attachment"
+    store.transaction(route_to_agent, job)
+    message = get(store, Message, first.message_id)
+    assert message.status == "processed" and message.processed_at is not None
+    assert all_of(store, OutboxItem) == []
+    assert get(store, Conversation, first.conversation_id).mode == Mode.human
+    store.transaction(route_to_agent, job)  # again: nothing changes
+    assert get(store, Message, first.message_id).processed_at == message.processed_at
+
+
+def test_fail_to_agent_hands_over_and_tells_the_customer(store: Store) -> None:
+    first = receive(store, "m1", language_hint="en")
+    job = job_for(store, first.conversation_id)
+    store.transaction(fail_to_agent, job, "Rasa refused the message: 400 bad")
+    message = get(store, Message, first.message_id)
+    assert message.status == "failed" and message.last_error == "Rasa refused the message: 400 bad"
+    assert message.processed_at is not None
+    assert get(store, Conversation, first.conversation_id).mode == Mode.human
+    [notice] = all_of(store, OutboxItem)
+    assert notice.idempotency_key == f"handover:{first.message_id}"
+    assert notice.payload == {"text": customer_text("handed_to_agent", "en")}
+    assert notice.recipient == "42" and notice.conversation_id == first.conversation_id
+
+    # already human: a second refusal does not repeat the notice
+    second = receive(store, "m2")
+    job2 = store.transaction(next_job, first.conversation_id, OWNER)
+    assert job2.message_id == second.message_id
+    store.transaction(fail_to_agent, job2, "again")
+    assert get(store, Message, second.message_id).status == "failed"
+    assert len(all_of(store, OutboxItem)) == 1
+
+
+def test_fail_to_agent_on_a_handled_message_does_nothing(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    apply(store, job, reply())
+    store.transaction(fail_to_agent, job, "late")
+    assert get(store, Message, first.message_id).status == "processed"
+    assert get(store, Conversation, first.conversation_id).mode == Mode.bot
+    assert len(all_of(store, OutboxItem)) == 2
+
+
+def test_fail_to_agent_uses_dutch_by_default(store: Store) -> None:
+    first = receive(store, "m1")
+    job = job_for(store, first.conversation_id)
+    store.transaction(fail_to_agent, job, "refused")
+    [notice] = all_of(store, OutboxItem)
+    assert notice.payload == {"text": customer_text("handed_to_agent", None)}
+    assert notice.payload["text"].startswith("Ik heb je vraag")
