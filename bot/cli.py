@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("--out", help="output file (default: standard output)")
     feedback.add_argument("--since", help="only decisions from this day on (YYYY-MM-DD, UTC)")
 
+    telegram = sub.add_parser("telegram", help="Telegram channel: register or remove its webhook")
+    telegram_sub = telegram.add_subparsers(dest="telegram_command", metavar="TELEGRAM_COMMAND")
+    set_webhook = telegram_sub.add_parser(
+        "set-webhook", help="point Telegram at this service (secret token and allowed updates included)")
+    set_webhook.add_argument("--channel", required=True, help="the channel's name under 'channels' in webcare.yml")
+    set_webhook.add_argument("--url", required=True,
+                             help="the service's public https:// URL (/webhooks/CHANNEL is appended)")
+    set_webhook.add_argument("--drop-pending-updates", action="store_true")
+    delete_webhook = telegram_sub.add_parser("delete-webhook", help="stop Telegram's webhook calls (e.g. to poll)")
+    delete_webhook.add_argument("--channel", required=True, help="the channel's name under 'channels' in webcare.yml")
+    delete_webhook.add_argument("--drop-pending-updates", action="store_true")
+
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -138,6 +150,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _export_feedback(args, config)
     if args.command == "bench":
         return _bench(args, parser)
+    if args.command == "telegram":
+        if args.telegram_command is None:
+            parser.parse_args(["telegram", "--help"])
+            return 2
+        from connectors.telegram import run_cli
+
+        return run_cli(args, config)
     parser.print_help()
     return 2
 

@@ -58,6 +58,7 @@ class Job:
     mode: Mode
     language: Optional[str]
     language_hint: Optional[str]
+    attachment: Optional[str] = None  # photo, voice, document, ... for kind "attachment"
 
 
 class Worker:
@@ -133,6 +134,12 @@ class Worker:
             if job is None:
                 job = await self.store.run(next_job, conversation_id, self.owner)
             while job is not None:
+                if job.kind == "attachment":
+                    queued = await self.store.run(route_attachment, job)
+                    if queued and self.on_outbox is not None:
+                        self.on_outbox()
+                    job = await self.store.run(next_job, conversation_id, self.owner)
+                    continue
                 if job.mode == Mode.human or job.kind not in ("text", "button"):
                     await self.store.run(route_to_agent, job)
                     job = await self.store.run(next_job, conversation_id, self.owner)
@@ -248,6 +255,7 @@ def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job
         mode=conversation.mode,
         language=conversation.language,
         language_hint=message.language_hint,
+        attachment=((message.payload or {}).get("metadata") or {}).get("attachment"),
     )
 
 
@@ -277,6 +285,45 @@ def route_to_agent(session: Session, job: Job) -> None:
     if message is not None and message.status == InboundStatus.received.value:
         message.status = InboundStatus.processed.value
         message.processed_at = utcnow()
+
+
+ATTACHMENT_NAMES = {
+    "photo": {"nl": "foto", "en": "photo"},
+    "sticker": {"nl": "sticker", "en": "sticker"},
+    "voice": {"nl": "spraakbericht", "en": "voice message"},
+    "document": {"nl": "document", "en": "document"},
+    "location": {"nl": "locatie", "en": "location"},
+}
+
+
+def route_attachment(session: Session, job: Job) -> bool:
+    """A photo, voice message, document, ...: acknowledge it and put it before an agent.
+
+    The bot cannot read attachments, so the customer is told we received it and an agent
+    gets it in the draft queue (an empty draft: the agent writes the reply). In a
+    conversation a human already holds, the agent sees it there and nothing else is sent.
+    """
+    message = session.get(Message, job.message_id)
+    if message is None or message.status != InboundStatus.received.value:
+        return False
+    message.status = InboundStatus.processed.value
+    message.processed_at = utcnow()
+    if job.mode == Mode.human:
+        return False
+    conversation = session.get(Conversation, job.conversation_id)
+    language = conversation.language or job.language_hint
+    names = ATTACHMENT_NAMES.get(job.attachment or "", {"nl": "bestand", "en": "file"})
+    kind = names.get(language or "nl", names["nl"])
+    enqueue(session, key=f"ack:{message.id}", channel=job.channel, recipient=job.recipient,
+            payload={"text": customer_text("attachment_received", language, kind=kind)},
+            source="bot", conversation_id=conversation.id)
+    session.add(Draft(
+        conversation_id=conversation.id,
+        inbound_message_id=message.id,
+        messages=[],
+        reason=f"the customer sent a {names['en']}: the bot cannot read it, an agent must answer",
+    ))
+    return True
 
 
 def fail_to_agent(session: Session, job: Job, error: str) -> None:

@@ -33,6 +33,7 @@ from bot.worker import (
     next_job,
     record_failure,
     release,
+    route_attachment,
     route_to_agent,
 )
 from connectors.base import InboundMessage
@@ -420,3 +421,32 @@ def test_fail_to_agent_uses_dutch_by_default(store: Store) -> None:
     [notice] = all_of(store, OutboxItem)
     assert notice.payload == {"text": customer_text("handed_to_agent", None)}
     assert notice.payload["text"].startswith("Ik heb je vraag")
+
+
+def test_an_attachment_is_acknowledged_and_put_before_an_agent(store: Store) -> None:
+    accepted = receive(store, "photo-1", text="[photo]", kind="attachment", language_hint="en",
+                       metadata={"attachment": "photo", "file_id": "F1"})
+    job = job_for(store, accepted.conversation_id)
+    assert job.kind == "attachment" and job.attachment == "photo"
+    assert store.transaction(route_attachment, job) is True
+    items = store.transaction(lambda s: s.execute(select(OutboxItem)).scalars().all())
+    assert [i.idempotency_key for i in items] == [f"ack:{accepted.message_id}"]
+    assert items[0].payload["text"] == customer_text("attachment_received", "en", kind="photo")
+    [draft] = store.transaction(lambda s: s.execute(select(Draft)).scalars().all())
+    assert draft.messages == [] and draft.status == DraftStatus.pending
+    assert "photo" in draft.reason and "agent" in draft.reason
+    assert store.transaction(lambda s: s.get(Message, accepted.message_id).status) == "processed"
+    # Handling it again (e.g. after a lease expiry) changes nothing.
+    assert store.transaction(route_attachment, job) is False
+    assert store.transaction(lambda s: len(s.execute(select(OutboxItem)).scalars().all())) == 1
+
+
+def test_an_attachment_in_a_human_held_conversation_is_only_logged(store: Store) -> None:
+    accepted = receive(store, "voice-1", text="[voice]", kind="attachment", metadata={"attachment": "voice"})
+    store.transaction(lambda s: s.execute(
+        update(Conversation).where(Conversation.id == accepted.conversation_id).values(mode=Mode.human)))
+    job = job_for(store, accepted.conversation_id)
+    assert store.transaction(route_attachment, job) is False
+    assert store.transaction(lambda s: s.execute(select(OutboxItem)).scalars().all()) == []
+    assert store.transaction(lambda s: s.execute(select(Draft)).scalars().all()) == []
+    assert store.transaction(lambda s: s.get(Message, accepted.message_id).status) == "processed"
