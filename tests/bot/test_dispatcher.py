@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
-import psycopg2
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -26,9 +25,6 @@ from connectors.signing import SIGNATURE_HEADER, verify
 from connectors.webhook import SignedWebhookConnector
 
 SECRET = "platform-shared-secret"
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
-
-
 class FakePlatform:
     """Records every callback and answers as scripted (default: 200 with a message id)."""
 
@@ -481,21 +477,6 @@ async def test_dispatcher_honours_the_channel_rate_limit(store, platform, monkey
 
 
 # ---------------------------------------------------------------- PostgreSQL
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    name = f"webcare_dispatch_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 async def test_concurrent_claims_are_disjoint_on_postgresql(pg_url: str) -> None:

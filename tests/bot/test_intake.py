@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 from typing import Iterator, List
 
-import psycopg2
 import pytest
 from sqlalchemy import func, select
 
@@ -18,9 +16,6 @@ from bot.store.database import Store
 from bot.store.models import ChannelIdentity, Conversation, Customer, Direction, Message
 from bot.worker import Job, Worker, claim_conversations
 from connectors.base import InboundMessage
-
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
-
 
 def inbound(message_id: str = "m1", sender: str = "42", channel: str = "hook", text: str = "hello",
             **kwargs) -> InboundMessage:
@@ -56,22 +51,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
     yield store
     store.close()
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this module (fails, not skips, when the server is down)."""
-    name = f"webcare_intake_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, Optional
 
-import psycopg2
 
 import pytest
 import yaml
@@ -23,9 +21,6 @@ from connectors.webhook import SignedWebhookConnector
 
 SECRET = "inbound-shared-secret"
 NOTHING_LISTENS = "http://127.0.0.1:9"
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
-
-
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -288,22 +283,6 @@ def test_channel_without_type_is_a_connector_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- PostgreSQL-backed service
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this module (fails, not skips, when the server is down)."""
-    name = f"webcare_webhook_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture

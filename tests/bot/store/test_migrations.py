@@ -1,11 +1,9 @@
 """The Alembic migrations build exactly the models' schema, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Iterator
 
-import psycopg2
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -16,9 +14,7 @@ from sqlalchemy.engine import Engine
 from bot.store.database import Store, make_engine
 from bot.store.migrations import alembic_config, upgrade
 from bot.store.models import Base
-
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
-
+from tests.conftest import fresh_postgres_database
 
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
@@ -30,19 +26,12 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def pg_engine() -> Iterator[Engine]:
     """A fresh, empty PostgreSQL database (fails, not skips, when the server is down)."""
-    name = f"webcare_migrations_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **PG)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database("webcare_migrations") as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def head() -> str:
