@@ -95,6 +95,8 @@ def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Co
         )
         session.add(identity)
         session.flush()
+    elif not identity.reachable:
+        identity.reachable = True  # they wrote to us again: they unblocked the bot
     conversation = session.execute(
         select(Conversation)
         .where(Conversation.identity_id == identity.id, Conversation.closed_at.is_(None))

@@ -59,6 +59,7 @@ class Job:
     language: Optional[str]
     language_hint: Optional[str]
     attachment: Optional[str] = None  # photo, voice, document, ... for kind "attachment"
+    command: Optional[str] = None  # a channel command such as Telegram's /start
 
 
 class Worker:
@@ -147,7 +148,7 @@ class Worker:
                 try:
                     reply = await self.rasa.send(
                         job.rasa_sender_id,
-                        job.text,
+                        rasa_text(job),
                         str(job.message_id),
                         {"language": job.language_hint, "conversation_language": job.language,
                          "webcare_message_id": job.message_id},
@@ -180,6 +181,21 @@ class Worker:
                     await self.store.run(release, conversation_id, self.owner, delay)
                 except Exception:
                     logger.exception("worker: could not release conversation %s", conversation_id)
+
+
+def rasa_text(job: Job) -> str:
+    """What Rasa gets for a customer message.
+
+    Button presses carry an intent payload ("/affirm") and go as they are; a customer's own
+    text never does: Rasa would take "/complaint" typed by a customer as that intent at full
+    confidence, skipping NLU, so leading slashes are dropped. A channel's "start" command
+    (Telegram's /start, every new user's first message) is a greeting.
+    """
+    if job.kind == "button":
+        return job.text
+    if job.command == "start":
+        return "/greet"
+    return job.text.lstrip("/").strip() or job.text
 
 
 # ---------------------------------------------------------------- units of work
@@ -256,6 +272,7 @@ def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job
         language=conversation.language,
         language_hint=message.language_hint,
         attachment=((message.payload or {}).get("metadata") or {}).get("attachment"),
+        command=((message.payload or {}).get("metadata") or {}).get("command"),
     )
 
 
@@ -293,6 +310,12 @@ ATTACHMENT_NAMES = {
     "voice": {"nl": "spraakbericht", "en": "voice message"},
     "document": {"nl": "document", "en": "document"},
     "location": {"nl": "locatie", "en": "location"},
+    "video": {"nl": "video", "en": "video"},
+    "video_note": {"nl": "videobericht", "en": "video message"},
+    "animation": {"nl": "GIF", "en": "GIF"},
+    "audio": {"nl": "audiobestand", "en": "audio file"},
+    "contact": {"nl": "contactkaart", "en": "contact card"},
+    "venue": {"nl": "locatie", "en": "location"},
 }
 
 

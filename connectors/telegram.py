@@ -112,6 +112,7 @@ class TelegramConnector(Connector):
         if not token:
             raise ConnectorError(f"channels.{name}: set the Telegram bot token (from @BotFather) in ${token_env}")
         self._token = token
+        self.token_env = token_env
         secret_env = str(options.get("secret_env", "WEBCARE_TELEGRAM_SECRET"))
         secret = os.environ.get(secret_env) or None
         if secret is None and self.mode == "webhook":
@@ -180,7 +181,7 @@ class TelegramConnector(Connector):
             await self.bot.initialize()
         except InvalidToken:
             raise ConnectorError(
-                f"channels.{self.name}: Telegram rejected the bot token (check the token variable)"
+                f"channels.{self.name}: Telegram rejected the bot token in ${self.token_env}"
             ) from None
         except TelegramError as exc:
             # Telegram unreachable right now: start anyway; sends are retried by the outbox.

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.config import DEFAULTS
 from bot.drafting import DraftingPolicy
@@ -217,3 +217,12 @@ async def test_intake_on_postgresql_basics(pg_store: Store) -> None:
     assert a.truncated and b.duplicate and not c.duplicate
     assert a.conversation_id == c.conversation_id
     assert count(pg_store, Message) == 2
+
+
+def test_a_blocked_customer_who_writes_again_is_reachable_again(store: Store) -> None:
+    from bot.store.models import ChannelIdentity
+
+    store.transaction(store_inbound, InboundMessage("hook", "r-1", "77", "hi"))
+    store.transaction(lambda s: s.execute(update(ChannelIdentity).values(reachable=False)))
+    store.transaction(store_inbound, InboundMessage("hook", "r-2", "77", "I unblocked you"))
+    assert store.transaction(lambda s: s.execute(select(ChannelIdentity.reachable)).scalar_one()) is True

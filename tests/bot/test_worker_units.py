@@ -33,6 +33,7 @@ from bot.worker import (
     next_job,
     record_failure,
     release,
+    rasa_text,
     route_attachment,
     route_to_agent,
 )
@@ -450,3 +451,22 @@ def test_an_attachment_in_a_human_held_conversation_is_only_logged(store: Store)
     assert store.transaction(lambda s: s.execute(select(OutboxItem)).scalars().all()) == []
     assert store.transaction(lambda s: s.execute(select(Draft)).scalars().all()) == []
     assert store.transaction(lambda s: s.get(Message, accepted.message_id).status) == "processed"
+
+
+def _job(**overrides: Any) -> Job:
+    values = dict(message_id=1, conversation_id=1, text="hallo", kind="text", truncated=False, attempts=0,
+                  channel="hook", recipient="42", rasa_sender_id="hook:42", mode=Mode.bot,
+                  language=None, language_hint=None)
+    values.update(overrides)
+    return Job(**values)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"text": "/complaint"}, "complaint"),              # a customer's text never becomes an intent payload
+    ({"text": "//request_human please"}, "request_human please"),
+    ({"text": "/affirm", "kind": "button"}, "/affirm"),  # a button press does
+    ({"text": "/start", "command": "start"}, "/greet"),  # Telegram's /start is a greeting
+    ({"text": "mn factuur"}, "mn factuur"),
+])
+def test_rasa_text(overrides: Dict[str, Any], expected: str) -> None:
+    assert rasa_text(_job(**overrides)) == expected

@@ -48,7 +48,7 @@ class FakeTelegram:
         self.server = TestServer(app, host="127.0.0.1")
 
     async def __aenter__(self) -> "FakeTelegram":
-        await self.server.start_server()
+        await self.server.start_server(access_log=None)  # it would log the token in each URL
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
