@@ -130,6 +130,8 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     merged = copy.deepcopy(DEFAULTS)
     for section, values in data.items():
+        if values is None:  # a section whose keys are all commented out
+            continue
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: section '{section}' must be a mapping")
         if section == "channels":
