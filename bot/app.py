@@ -142,7 +142,8 @@ INDEX_HTML = """<!doctype html>
 <body><h1>webcare {version}</h1>
 <p>Social customer service: a Rasa assistant drafts answers, agents approve them.</p>
 <ul>{rows}</ul>
-<p><a href="/health">/health</a> (JSON)</p></body></html>"""
+<p><a href="/chat">Web chat</a> (what customers see) · <a href="/console">Agent console</a> ·
+<a href="/health">/health</a> (JSON)</p></body></html>"""
 
 
 async def index(request: web.Request) -> web.Response:

@@ -38,7 +38,8 @@ DEFAULTS: Dict[str, Any] = {
     },
     "worker": {"enabled": True, "concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
     # Channel connectors: {name: {type: <entry point name or dotted path>, <options>}}.
-    "channels": {},
+    # A `channels` section in the file replaces this whole mapping.
+    "channels": {"webchat": {"type": "webchat"}},
 }
 
 ENVIRONMENT = {
@@ -135,7 +136,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: section '{section}' must be a mapping")
         if section == "channels":
-            merged[section] = dict(values)
+            merged[section] = copy.deepcopy(values)
         elif section != "opening_hours":
             unknown_keys = set(values) - set(DEFAULTS[section])
             if unknown_keys:

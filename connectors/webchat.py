@@ -24,8 +24,9 @@ limit holds across replicas.
 Outbound: the dispatcher has already committed the message to the store; :meth:`send` only
 wakes this process's event streams and returns an id. Every event stream reads the store
 (outbound messages of the session with status ``sent`` and an id above the last event id,
-``Last-Event-ID`` honoured), polling every ``poll_interval_seconds`` and waking at once on a
-local ``send``, so it works whichever replica delivered the message.
+``Last-Event-ID`` honoured), so it works whichever replica delivered the message: it wakes at
+once on a local ``send``, and one watcher per process polls the store every
+``poll_interval_seconds`` for all open streams together (one query, not one per stream).
 
 Options: ``path`` (``/chat``), ``brand`` (``Polder Energie``), ``cookie_secure`` (default: when
 the request came over HTTPS), ``session_days`` (30), ``rate_limit_per_minute`` (20),
@@ -51,7 +52,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.errors import BadRequest, Forbidden, PayloadTooLarge, WebcareError
@@ -175,6 +176,22 @@ class TooManyRequests(WebcareError):
     status, code = 429, "too_many_requests"
 
 
+class _Stream:
+    """One open event stream: its wake-up, where it stands, and its connection."""
+
+    __slots__ = ("request", "cursor", "wake", "local")
+
+    def __init__(self, request: web.Request, cursor: int) -> None:
+        self.request = request
+        self.cursor = cursor
+        self.wake = asyncio.Event()
+        self.local = False  # woken by this process's send()
+
+    def gone(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+
 class WebChatConnector(Connector):
     """The customer chat page, its JSON API and its event stream."""
 
@@ -224,7 +241,8 @@ class WebChatConnector(Connector):
         }
         self.store: Optional["Store"] = None
         self.intake: Optional["Intake"] = None
-        self._listeners: Dict[str, Set[asyncio.Event]] = {}
+        self._listeners: Dict[str, Set[_Stream]] = {}  # sender id → this process's open streams
+        self._watcher: Optional["asyncio.Task[None]"] = None
         self._closing = False
 
     # ------------------------------------------------------------------ routes
@@ -262,7 +280,7 @@ class WebChatConnector(Connector):
         response = web.Response(text=html, content_type="text/html")
         response.headers.update(SECURITY_HEADERS)
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             f"connect-src 'self'; frame-ancestors {self.frame_ancestors}; base-uri 'none'; form-action 'self'"
         )
         if self.frame_ancestors == "'none'":
@@ -302,15 +320,22 @@ class WebChatConnector(Connector):
         return _json({"status": "duplicate" if result.duplicate else "accepted", "id": result.message_id})
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-Sent Events: every outbound message of the session, once it is sent."""
+        """Server-Sent Events: every outbound message of the session, once it is sent.
+
+        The stream reads the store when woken: by a local :meth:`send` (then it re-reads
+        quickly until the delivery's commit shows), by the watcher (which checks the store for
+        all of this process's streams at once, every ``poll_interval_seconds``, so deliveries by
+        other replicas arrive too), or every ``heartbeat_seconds`` regardless.
+        """
         sender = self._session(request)
         cursor = resume_point(request)
         store = self._store()
         if len(self._listeners.get(sender, ())) >= self.max_streams_per_session:
             raise TooManyRequests(f"too many open chat windows: at most {self.max_streams_per_session}")
+        stream = _Stream(request, cursor)
         streams = self._listeners.setdefault(sender, set())
-        wake = asyncio.Event()
-        streams.add(wake)
+        streams.add(stream)
+        self._ensure_watcher()
         loop = asyncio.get_running_loop()
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -322,13 +347,10 @@ class WebChatConnector(Connector):
             await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())
             last_write = loop.time()
             fast_until = 0.0
-            while not self._closing:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    break
-                wake.clear()  # before reading: a send() during the read wakes the next wait
+            while not self._closing and not stream.gone():
+                stream.wake.clear()  # before reading: a send() during the read wakes the next wait
                 try:
-                    found, cursor = await store.run(new_outbound, self.name, sender, cursor)
+                    found, stream.cursor = await store.run(new_outbound, self.name, sender, stream.cursor)
                 except Exception:  # the store is down: keep the stream, try again
                     logger.warning("webchat: reading the store failed; retrying", exc_info=True)
                     found = []
@@ -340,21 +362,47 @@ class WebChatConnector(Connector):
                 elif now - last_write >= self.heartbeat:
                     await response.write(b": keep-alive\n\n")
                     last_write = now
-                interval = FAST_POLL_SECONDS if now < fast_until else self.poll_interval
-                interval = min(interval, max(0.05, self.heartbeat - (now - last_write)))
+                timeout = max(0.05, self.heartbeat - (now - last_write))
+                if now < fast_until:
+                    timeout = FAST_POLL_SECONDS
                 try:
-                    await asyncio.wait_for(wake.wait(), timeout=interval)
+                    await asyncio.wait_for(stream.wake.wait(), timeout=timeout)
                 except asyncio.TimeoutError:
                     continue
-                # Woken by a local send(): its delivery commits just after send() returns.
-                fast_until = loop.time() + FAST_POLL_WINDOW
-        except (ConnectionResetError, ConnectionError):
+                if stream.local:
+                    # Woken by a local send(): its delivery commits just after send() returns.
+                    stream.local = False
+                    fast_until = loop.time() + FAST_POLL_WINDOW
+        except ConnectionError:
             pass  # the browser went away; it reconnects with Last-Event-ID
         finally:
-            streams.discard(wake)
+            streams.discard(stream)
             if not streams and self._listeners.get(sender) is streams:
                 del self._listeners[sender]
         return response
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name=f"{self.name}-watcher")
+
+    async def _watch(self) -> None:
+        """One store query per interval for all open streams: wake those with news (or gone)."""
+        while not self._closing:
+            await asyncio.sleep(self.poll_interval)
+            if not self._listeners:
+                continue
+            for stream in [s for streams in list(self._listeners.values()) for s in streams]:
+                if stream.gone():
+                    stream.wake.set()  # let its handler finish now, not at the next heartbeat
+            try:
+                latest = await self._store().run(latest_sent, self.name, list(self._listeners))
+            except Exception:
+                logger.warning("webchat: watching the store failed; retrying", exc_info=True)
+                continue
+            for sender, newest in latest.items():
+                for stream in list(self._listeners.get(sender, ())):
+                    if newest > stream.cursor:
+                        stream.wake.set()
 
     # ------------------------------------------------------------------ inbound
 
@@ -421,8 +469,9 @@ class WebChatConnector(Connector):
         message_id = outbound_message_id(idempotency_key)
         if not await self._store().run(log_unlogged, self.name, recipient, payload, idempotency_key, message_id):
             raise DeliveryError(f"no web chat session {recipient!r}", unreachable=True)
-        for wake in list(self._listeners.get(recipient, ())):
-            wake.set()
+        for stream in list(self._listeners.get(recipient, ())):
+            stream.local = True
+            stream.wake.set()
         return SendResult(message_id)
 
     async def start(self) -> None:
@@ -430,13 +479,17 @@ class WebChatConnector(Connector):
 
     async def stop(self) -> None:
         await self._on_shutdown(None)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
 
     async def _on_shutdown(self, _app: Optional[web.Application]) -> None:
         """End the event streams, so shutting down doesn't wait for them (browsers reconnect)."""
         self._closing = True
         for streams in list(self._listeners.values()):
-            for wake in list(streams):
-                wake.set()
+            for stream in list(streams):
+                stream.wake.set()
 
     # ------------------------------------------------------------------ helpers
 
@@ -528,6 +581,23 @@ def new_outbound(session: Session, channel: str, sender_id: str, after: int,
     return found, cursor
 
 
+def latest_sent(session: Session, channel: str, sender_ids: List[str]) -> Dict[str, int]:
+    """The newest sent outbound message id per session (for the watcher)."""
+    latest: Dict[str, int] = {}
+    for start in range(0, len(sender_ids), 500):
+        rows = session.execute(
+            select(ChannelIdentity.external_id, func.max(Message.id))
+            .join(Conversation, Conversation.identity_id == ChannelIdentity.id)
+            .join(Message, Message.conversation_id == Conversation.id)
+            .where(ChannelIdentity.channel == channel,
+                   ChannelIdentity.external_id.in_(sender_ids[start:start + 500]),
+                   Message.direction == Direction.outbound, Message.status == "sent")
+            .group_by(ChannelIdentity.external_id)
+        ).all()
+        latest.update({sender: newest for sender, newest in rows})
+    return latest
+
+
 def recent_activity(session: Session, channel: str, sender_id: str, channel_message_id: str,
                     per_minute: int) -> Tuple[Optional[int], Optional[float]]:
     """(id of this message if already stored, seconds to wait if the session is over its rate)."""
@@ -611,7 +681,7 @@ def public_message(message: Message) -> Dict[str, Any]:
         "buttons": buttons, "created_at": created,
     }
     image = payload.get("image")
-    if isinstance(image, str) and image.startswith("https://"):
+    if isinstance(image, str) and image.startswith(("https://", "http://")):  # shown as a link
         shown["image"] = image
     return shown
 
@@ -625,7 +695,8 @@ def sse_event(event: Dict[str, Any]) -> bytes:
 def resume_point(request: web.Request) -> int:
     """The last event the browser has: ``Last-Event-ID`` (reconnects) or ``?after=`` (first open)."""
     cursor = 0
-    for where, value in (("after", request.query.get("after")), ("Last-Event-ID", request.headers.get("Last-Event-ID"))):
+    given = (("after", request.query.get("after")), ("Last-Event-ID", request.headers.get("Last-Event-ID")))
+    for where, value in given:
         if value is None or value == "":
             continue
         if not CURSOR_PATTERN.match(value):

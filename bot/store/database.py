@@ -62,7 +62,7 @@ class Store:
         """Open the store at ``url``, bringing its schema up to date first."""
         engine = make_engine(url)
         if migrate:
-            from bot.store.migrations import upgrade
+            from bot.store.migrate import upgrade
 
             upgrade(engine)
         return cls(engine)

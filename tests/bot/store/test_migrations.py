@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from bot.store.database import Store, make_engine
-from bot.store.migrations import alembic_config, upgrade
+from bot.store.migrate import alembic_config, upgrade
 from bot.store.models import Base
 from tests.conftest import fresh_postgres_database
 
