@@ -186,9 +186,11 @@ async def test_responses_follow_the_language_slot(agent: Agent, language: str | 
 )
 async def test_template_variables_are_filled(agent: Agent, language: str, text: str) -> None:
     message = await agent.nlg.generate(
-        "utter_contact_hours_open", tracker_with_language(agent, language), "rest", closes_at="20:00"
+        "utter_contact_hours_open", tracker_with_language(agent, language), "rest",
+        closes_at="20:00", hours="ma–vr 08:00–20:00",
     )
     assert message["text"].startswith(text), message["text"]
+    assert "ma–vr 08:00–20:00" in message["text"] and "{" not in message["text"]
 
 
 @pytest.mark.parametrize("language, yes", [("nl", "Ja"), ("en", "Yes")])
