@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -52,8 +55,12 @@ def load_rasa_examples(paths: Iterable[Path]) -> List[Example]:
     return examples
 
 
-def write_nlu_yaml(examples: Sequence[Example], path: Path) -> None:
-    """Write examples as Rasa NLU YAML, one block per (intent, lang)."""
+def write_nlu_yaml(examples: Sequence[Example], path: Path, header: Optional[str] = None) -> None:
+    """Write examples as Rasa NLU YAML, one block per (intent, lang).
+
+    ``examples`` blocks are written in YAML's literal style (``|``), as Rasa's own files
+    are; ``header`` (without the leading ``#``) becomes a comment on the first line.
+    """
     blocks: Dict[tuple, List[str]] = defaultdict(list)
     for example in examples:
         blocks[(example.intent, example.lang)].append(example.text)
@@ -62,12 +69,28 @@ def write_nlu_yaml(examples: Sequence[Example], path: Path) -> None:
         block: Dict[str, Any] = {"intent": intent}
         if lang:
             block["metadata"] = {"lang": lang}
-        block["examples"] = "".join(f"- {_one_line(t)}\n" for t in texts)
+        block["examples"] = _Literal("".join(f"- {_one_line(t)}\n" for t in texts))
         nlu.append(block)
-    path.write_text(
-        yaml.dump({"version": "3.1", "nlu": nlu}, allow_unicode=True, sort_keys=False, width=10**6),
-        encoding="utf-8",
+    text = yaml.dump(
+        {"version": "3.1", "nlu": nlu},
+        Dumper=_NluDumper, allow_unicode=True, sort_keys=False, width=10**6,
     )
+    if header:
+        text = "".join(f"{line if line.startswith('#') else '# ' + line}\n" for line in header.splitlines()) + text
+    path.write_text(text, encoding="utf-8")
+
+
+class _Literal(str):
+    """A string PyYAML writes as a literal block (when its content allows)."""
+
+
+class _NluDumper(yaml.SafeDumper):
+    pass
+
+
+_NluDumper.add_representer(
+    _Literal, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="|")
+)
 
 
 def _one_line(text: str) -> str:
@@ -83,16 +106,43 @@ def train_and_predict(
 
     data_file = workdir / "train_nlu.yml"
     write_nlu_yaml(train, data_file)
-    started = time.perf_counter()
-    model = train_nlu(str(config), str(data_file), str(workdir / "models"), fixed_model_name="fold")
-    train_seconds = time.perf_counter() - started
-    if model is None:
-        raise RuntimeError("Rasa did not train an NLU model")
-    agent = Agent.load(model)
-    started = time.perf_counter()
-    rankings = asyncio.run(_parse_all(agent, texts))
-    predict_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
+    _quiet_structlog()
+    # Rasa's messages go to stderr (stdout may carry JSON); its training cache is off, so a
+    # training is never shortened (nor the cache filled) by an earlier run on the same data.
+    with contextlib.redirect_stdout(sys.stderr), _env(RASA_MAX_CACHE_SIZE="0"):
+        started = time.perf_counter()
+        model = train_nlu(str(config), str(data_file), str(workdir / "models"), fixed_model_name="fold")
+        train_seconds = time.perf_counter() - started
+        if model is None:
+            raise RuntimeError("Rasa did not train an NLU model")
+        agent = Agent.load(model)
+        started = time.perf_counter()
+        rankings = asyncio.run(_parse_all(agent, texts))
+        predict_ms = (time.perf_counter() - started) * 1000 / max(1, len(texts))
     return Predictions(rankings, train_seconds, predict_ms)
+
+
+def _quiet_structlog() -> None:
+    """Drop Rasa's per-message debug events (printed, and timed with every parse otherwise)
+    unless the process configured structlog itself."""
+    import structlog
+
+    if not structlog.is_configured():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 async def _parse_all(agent: Any, texts: Sequence[str]) -> List[List[Dict[str, Any]]]:
