@@ -24,6 +24,20 @@ def _store(request: web.Request) -> Any:
     return request.app[STORE_KEY]
 
 
+def _cases(request: web.Request) -> Any:
+    from bot.app import CASES_KEY
+
+    return request.app[CASES_KEY]
+
+
+def _woken(request: web.Request) -> None:
+    """Deliver what a decision queued (outbox, tracker events) now."""
+    from bot.app import DISPATCHER_KEY, TRACKER_SYNC_KEY
+
+    request.app[DISPATCHER_KEY].wake()
+    request.app[TRACKER_SYNC_KEY].wake()
+
+
 def _config(request: web.Request) -> Any:
     from bot.app import CONFIG_KEY
 
@@ -145,7 +159,8 @@ async def pick(request: web.Request) -> web.Response:
 async def reject(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     result = await _store(request).run(drafts.reject, _draft_id(request), request[auth.USER_KEY],
-                                       body.get("reason"))
+                                       body.get("reason"), _cases(request))
+    _woken(request)
     return web.json_response(result)
 
 
@@ -162,3 +177,9 @@ def setup_api(app: web.Application) -> None:
     router.add_post("/api/drafts/{id}/edit", edit, name="api_draft_edit")
     router.add_post("/api/drafts/{id}/pick", pick, name="api_draft_pick")
     router.add_post("/api/drafts/{id}/reject", reject, name="api_draft_reject")
+    from bot.case_api import setup_case_api
+
+    setup_case_api(app)
+    from bot.known_issue_api import setup_known_issue_api
+
+    setup_known_issue_api(app)

@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import socket
 from typing import Any, AsyncIterator, Dict
 
 import aiohttp
 from aiohttp import web
 
 from bot import __version__
+from bot.case_enrichment import enrich, pending_cases
+from bot.cases import CaseSettings
 from bot.config import Config
+from bot import contacts as contact_module
+from bot.contacts import ContactCloser
+from bot.crm.base import CrmAdapter
+from bot.crm.registry import load_crm
+from bot.identification import identify
+from bot.broadcasts import Broadcaster
 from bot.dispatcher import Dispatcher
 from bot.drafting import DraftingPolicy
 from bot.intake import Intake
 from bot.rasa_client import RasaClient
-from bot.worker import Worker
+from bot.tracker_sync import TrackerSync
+from bot.worker import Job, Worker
 from connectors.registry import build_connectors
 from bot.errors import error_middleware
 from bot.store.database import Store, ping
@@ -27,6 +38,14 @@ CONNECTORS_KEY = web.AppKey("connectors", dict)
 INTAKE_KEY = web.AppKey("intake", Intake)
 WORKER_KEY = web.AppKey("worker", Worker)
 DISPATCHER_KEY = web.AppKey("dispatcher", Dispatcher)
+CASES_KEY = web.AppKey("cases", CaseSettings)
+CRM_KEY = web.AppKey("crm", CrmAdapter)
+TRACKER_SYNC_KEY = web.AppKey("tracker_sync", TrackerSync)
+ENRICHMENT_KEY = web.AppKey("enrichment_tasks", set)
+CONTACTS_KEY = web.AppKey("contact_closer", ContactCloser)
+BACKGROUND_KEY = web.AppKey("background_tasks", list)
+DIGEST_KEY = web.AppKey("digest_scheduler", object)  # bot.digest.DigestScheduler
+BROADCASTER_KEY = web.AppKey("broadcaster", Broadcaster)
 
 
 def create_app(config: Config) -> web.Application:
@@ -43,13 +62,48 @@ def create_app(config: Config) -> web.Application:
     # Channels → intake → worker (Rasa, drafting policy) → outbox → dispatcher → channels.
     connectors = build_connectors(config.channels)  # a broken plugin fails start-up here
     app[CONNECTORS_KEY] = connectors
+    # Escalations: the root-cause taxonomy (a bad file stops start-up), the CRM adapter,
+    # and the events (pause, resume, agents' replies) the service writes into Rasa trackers.
+    cases = CaseSettings.from_config(config)
+    app[CASES_KEY] = cases
+    from bot.digest import DigestScheduler
+
+    app[DIGEST_KEY] = DigestScheduler.from_config(config, store, cases.taxonomy)  # a bad sink stops start-up
+    crm = load_crm(config.crm, store)
+    app[CRM_KEY] = crm
+    tracker_sync = TrackerSync(store, config.rasa.url)
+    app[TRACKER_SYNC_KEY] = tracker_sync
+    app[ENRICHMENT_KEY] = set()
     worker = Worker(
         store,
         RasaClient(config.rasa.url, config.worker.rasa_timeout_seconds),
         DraftingPolicy.from_config(config.drafting),
         concurrency=config.worker.concurrency,
+        cases=cases,
+        tracker_sync=tracker_sync,
     )
-    dispatcher = Dispatcher(store, connectors, max_attempts=config.worker.max_attempts)
+    worker.on_case = lambda case_id: case_opened(app, case_id)
+    crm_timeout = float(config.crm.get("timeout_seconds", 2.0))
+
+    async def on_identify(job: Job, request: Dict[str, Any]) -> None:
+        await identify(store, crm, job, request, crm_timeout)
+        dispatcher.wake()
+
+    worker.on_identify = on_identify
+    # A stable name per replica (host and port): after a crash, the restarted dispatcher
+    # takes back the outbox items it held instead of waiting for their leases to expire.
+    dispatcher = Dispatcher(store, connectors, max_attempts=config.worker.max_attempts,
+                            owner=f"dispatcher@{socket.gethostname()}:{config.service.port}")
+    broadcasts = config.raw.get("broadcasts") or {}
+    app[BROADCASTER_KEY] = Broadcaster(
+        store, {name: c.capabilities.rate_limit_per_second for name, c in connectors.items()},
+        float(broadcasts.get("queue_ahead_seconds", 5)), on_outbox=dispatcher.wake)
+    contacts = config.raw.get("contacts") or {}
+    contact_module.CSAT_COMMENT_MINUTES = float(contacts.get("csat_comment_minutes", 10))
+    contact_module.REPEAT_WINDOW = dt.timedelta(
+        days=float((config.raw.get("reports") or {}).get("repeat_window_days", 7)))
+    app[CONTACTS_KEY] = ContactCloser(store, cases.taxonomy, float(contacts.get("idle_minutes", 30)),
+                                      bool(contacts.get("csat", True)), on_outbox=dispatcher.wake)
     worker.on_outbox = dispatcher.wake
     app[WORKER_KEY] = worker
     app[DISPATCHER_KEY] = dispatcher
@@ -63,6 +117,7 @@ def create_app(config: Config) -> web.Application:
     setup_api(app)  # JSON API under /api (session cookie + CSRF header)
     setup_console(app)  # agent console under /console
     app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_stop_background)
     app.on_cleanup.append(_close_store)
     return app
 
@@ -70,22 +125,63 @@ def create_app(config: Config) -> web.Application:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """Start the connectors, the worker and the dispatcher; stop them in reverse order."""
     connectors = app[CONNECTORS_KEY]
+    await app[CRM_KEY].start()
     for connector in connectors.values():
         await connector.start()
-    tasks = []
+    tasks: list = app.setdefault(BACKGROUND_KEY, [])
     if app[CONFIG_KEY].worker.enabled:
-        tasks = [
+        tasks += [
             asyncio.create_task(app[WORKER_KEY].run(), name="worker"),
             asyncio.create_task(app[DISPATCHER_KEY].run(), name="dispatcher"),
+            asyncio.create_task(app[TRACKER_SYNC_KEY].run(), name="tracker-sync"),
+            asyncio.create_task(app[CONTACTS_KEY].run(), name="contact-closer"),
+            asyncio.create_task(app[DIGEST_KEY].run(), name="weekly-digest"),  # type: ignore[attr-defined]
         ]
+        if (app[CONFIG_KEY].raw.get("broadcasts") or {}).get("enabled", True):
+            tasks.append(asyncio.create_task(app[BROADCASTER_KEY].run(), name="broadcaster"))
+        try:  # cases whose CRM profile was never fetched (the service stopped meanwhile)
+            for case_id in await app[STORE_KEY].run(pending_cases):
+                case_opened(app, case_id)
+        except Exception:
+            logger.exception("could not look for cases waiting for their CRM profile")
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await app[WORKER_KEY].stop()
+    await _stop_background(app)  # already done on shutdown; again in case startup failed later
+    await app[TRACKER_SYNC_KEY].close()
+    await app[CRM_KEY].stop()
     await app[WORKER_KEY].rasa.close()
     for connector in connectors.values():
         await connector.stop()
+
+
+async def _stop_background(app: web.Application) -> None:
+    """Cancel the background tasks and the worker's conversations (unfinished work stays in
+    the store). Runs on shutdown: aiohttp waits for running tasks before the cleanup phase,
+    so they must stop here for SIGTERM/Ctrl-C to end the service at once."""
+    tasks = list(app.get(BACKGROUND_KEY, [])) + list(app[ENRICHMENT_KEY])
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    app[BACKGROUND_KEY] = []
+    await app[WORKER_KEY].stop()
+
+
+def case_opened(app: web.Application, case_id: int) -> None:
+    """A case was committed: fetch its CRM profile and Rasa slots in the background."""
+    config: Config = app[CONFIG_KEY]
+    task = asyncio.get_running_loop().create_task(
+        _enrich_quietly(app, case_id, float(config.crm.get("timeout_seconds", 2.0))),
+        name=f"enrich-case-{case_id}")
+    app[ENRICHMENT_KEY].add(task)
+    task.add_done_callback(app[ENRICHMENT_KEY].discard)
+
+
+async def _enrich_quietly(app: web.Application, case_id: int, timeout: float) -> None:
+    try:
+        await enrich(app[STORE_KEY], case_id, app[CRM_KEY], app[CONFIG_KEY].rasa.url, timeout)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("case %s: fetching the CRM profile and slots failed", case_id)
 
 
 async def _close_store(app: web.Application) -> None:

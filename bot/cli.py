@@ -55,6 +55,64 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--rasa-url", help="use a running Rasa server (with the webcare channel) instead of starting one")
     pipeline.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
 
+    broadcast = bench_sub.add_parser(
+        "broadcast", help="announce a fix to N subscribers through a rate-limited fake channel (kill and resume)")
+    broadcast.add_argument("--recipients", type=int, default=600)
+    broadcast.add_argument("--rate", type=int, default=30, help="the channel's limit, messages per second (default 30)")
+    broadcast.add_argument("--kill-after", type=float, metavar="SECONDS",
+                           help="kill -9 the service this long after the resolve, then start it again")
+    broadcast.add_argument("--database-url", help="an empty store to use (default: a fresh SQLite file)")
+    broadcast.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+
+    bench_nlu = bench_sub.add_parser(
+        "nlu", help="train the project's NLU pipeline through Rasa on a labelled CSV and measure it "
+        "(accuracy, macro F1, top-3, auto-send coverage at 95 %%/98 %% precision, timings), "
+        "with Rasa's LogisticRegressionClassifier and DIET as baselines",
+        description="CSV files need a header with 'text' and 'intent' columns ('category' is accepted "
+        "as an alias for 'intent', e.g. BANKING77's text,category); an optional 'lang' column is "
+        "ignored here. Without --test the training file is cross-validated.")
+    bench_nlu.add_argument("--train", required=True, metavar="CSV", help="training examples (text,intent or text,category)")
+    bench_nlu.add_argument("--test", metavar="CSV", help="test examples; default: k-fold cross-validation on --train")
+    bench_nlu.add_argument("--folds", type=int, default=5, help="folds of the cross-validation (default: 5)")
+    bench_nlu.add_argument("--no-baselines", action="store_true",
+                           help="skip Rasa's LogisticRegressionClassifier and DIET baselines")
+    bench_nlu.add_argument("--diet-epochs", type=int, default=2,
+                           help="epochs DIET trains for (time extrapolated to its default 300; default: 2)")
+    bench_nlu.add_argument("--pipeline-config", default="config.yml",
+                           help="Rasa config whose pipeline is measured (default: config.yml)")
+    bench_nlu.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+    bench_reports = bench_sub.add_parser(
+        "reports", help="N synthetic contacts over 12 months in a fresh store, then every recurring-issue "
+        "report query timed")
+    bench_reports.add_argument("--contacts", type=int, default=100_000, help="contacts to generate (default: 100000)")
+    bench_reports.add_argument("--database-url", help="a PostgreSQL server URL: a fresh database is created on it "
+                               "and dropped afterwards (default: a temporary SQLite file)")
+    bench_reports.add_argument("--repeats", type=int, default=3, help="runs per query; the median is reported")
+    bench_reports.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+
+    reports_cmd = sub.add_parser("reports", help="recurring-issue reports")
+    reports_sub = reports_cmd.add_subparsers(dest="reports_command", metavar="REPORTS_COMMAND")
+    digest = reports_sub.add_parser(
+        "digest", help="send the weekly digest per root-cause owner to the configured report sinks now")
+    digest.add_argument("--date", help="the day after the week to report (YYYY-MM-DD; default: today)")
+
+    import_intents = sub.add_parser(
+        "import-intents",
+        help="convert a CSV of labelled examples (text,intent[,lang]; 'category' is accepted for "
+        "'intent') to Rasa NLU YAML, refusing empty texts, duplicates and conflicting labels",
+        description="Reads a CSV with a header: 'text' and 'intent' ('category' is accepted as an alias, "
+        "'intent' wins when both exist) and optionally 'lang'. Nothing is written when any row has an "
+        "empty text, duplicates another (same text and intent, ignoring case and spacing), or appears "
+        "under two intents; the report lists every such row by line number.")
+    import_intents.add_argument("file", metavar="FILE.csv")
+    import_intents.add_argument("--out", default="data/nlu/imported.yml",
+                                help="Rasa NLU YAML to write (default: data/nlu/imported.yml)")
+    import_intents.add_argument("--lang", help="language of rows without a 'lang' value (e.g. nl, en)")
+    import_intents.add_argument("--drop-duplicates", action="store_true",
+                                help="keep the first of same-intent duplicates instead of refusing")
+    import_intents.add_argument("--force", action="store_true",
+                                help="replace --out even if import-intents did not write it")
+
     users = sub.add_parser("users", help="console users")
     users_sub = users.add_subparsers(dest="users_command", metavar="USERS_COMMAND")
     users_add = users_sub.add_parser("add", help="add a console user (asks for the password twice)")
@@ -69,6 +127,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="write agents' intent corrections (picked alternatives, edits with an intent) as Rasa NLU YAML")
     feedback.add_argument("--out", help="output file (default: standard output)")
     feedback.add_argument("--since", help="only decisions from this day on (YYYY-MM-DD, UTC)")
+
+    crm = sub.add_parser("crm", help="the built-in SQL CRM")
+    crm_sub = crm.add_subparsers(dest="crm_command", metavar="CRM_COMMAND")
+    crm_import = crm_sub.add_parser(
+        "import", help="upsert customers (and contracts) from CSV into the SQL CRM; nothing is written "
+        "when any row is invalid",
+        description="customers.csv columns: customer_number, name, postcode, house_number (required), "
+        "email, phone, segment (optional). contracts.csv columns: contract_id, customer_number "
+        "(required), product, status, start_date, end_date (YYYY-MM-DD), monthly_amount (optional).")
+    crm_import.add_argument("customers", metavar="CUSTOMERS.csv")
+    crm_import.add_argument("--contracts", metavar="CONTRACTS.csv", help="contracts to upsert too")
+
+    gdpr = sub.add_parser("gdpr", help="export or erase everything webcare holds about one customer")
+    gdpr_sub = gdpr.add_subparsers(dest="gdpr_command", metavar="GDPR_COMMAND")
+    customer_help = ("a webcare customer id, a CRM customer number or channel:external_id "
+                     "(e.g. telegram:123456789)")
+    gdpr_export = gdpr_sub.add_parser(
+        "export", help="one JSON document with the customer's data in the store and their Rasa trackers")
+    gdpr_export.add_argument("customer", metavar="CUSTOMER", help=customer_help)
+    gdpr_export.add_argument("--out", metavar="FILE", help="write the JSON here (default: standard output)")
+    gdpr_export.add_argument("--by", choices=["id", "crm", "identity"], help="how to read CUSTOMER when ambiguous")
+    gdpr_export.add_argument("--allow-without-rasa", action="store_true",
+                             help="succeed even when the Rasa trackers cannot be fetched (noted in the export)")
+    gdpr_erase = gdpr_sub.add_parser(
+        "erase", help="erase the customer's personal data from the store and Rasa; aggregates stay",
+        description="The store is erased in one transaction; then each Rasa tracker is emptied. When Rasa "
+        "is down the command exits 1 and lists the trackers still to erase: run it again with the "
+        "customer id it printed.")
+    gdpr_erase.add_argument("customer", metavar="CUSTOMER", help=customer_help)
+    gdpr_erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    gdpr_erase.add_argument("--by", choices=["id", "crm", "identity"], help="how to read CUSTOMER when ambiguous")
+    gdpr_erase.add_argument("--actor", metavar="USERNAME", help="the console user requesting it (for the audit log)")
+    gdpr_erase.add_argument("--include-crm", action="store_true",
+                            help="also delete the customer's record and contracts in the built-in SQL CRM")
 
     telegram = sub.add_parser("telegram", help="Telegram channel: register or remove its webhook")
     telegram_sub = telegram.add_subparsers(dest="telegram_command", metavar="TELEGRAM_COMMAND")
@@ -133,6 +225,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         host = args.host or config.service.host
         port = args.port or config.service.port
+        import dataclasses
+
+        # the port names this replica (e.g. its dispatcher's leases), so use the real one
+        config = dataclasses.replace(config, service=dataclasses.replace(config.service, host=host, port=port))
         try:
             app = create_app(config)
         except Exception as exc:  # a broken store or plugin must stop start-up, loudly
@@ -150,6 +246,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _export_feedback(args, config)
     if args.command == "bench":
         return _bench(args, parser)
+    if args.command == "import-intents":
+        return _import_intents(args)
+    if args.command == "reports":
+        return _reports(args, parser, config)
+    if args.command == "gdpr":
+        return _gdpr(args, parser, config)
+    if args.command == "crm":
+        return _crm(args, parser, config)
     if args.command == "telegram":
         if args.telegram_command is None:
             parser.parse_args(["telegram", "--help"])
@@ -199,8 +303,57 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
         print(json.dumps(report, indent=2))
         return 0
+    if args.bench_command == "broadcast":
+        from bot.benchmarks.broadcast import run_broadcast_bench
+
+        try:
+            report = run_broadcast_bench(args.recipients, args.rate, args.kill_after, args.database_url)
+        except (ValueError, RuntimeError) as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.bench_command == "nlu":
+        return _bench_nlu(args)
+    if args.bench_command == "reports":
+        from bot.benchmarks.reports import run_reports_bench
+
+        report = run_reports_bench(args.contacts, args.database_url, repeats=args.repeats)
+        print(json.dumps(report, indent=2))
+        return 0
     parser.parse_args(["bench", "--help"])
     return 2
+
+
+def _bench_nlu(args: argparse.Namespace) -> int:
+    from nlu.benchmark import BenchInputError, run_nlu_bench
+
+    _quiet_rasa()
+    try:
+        report = run_nlu_bench(
+            Path(args.train), PROJECT / args.pipeline_config, Path(args.test) if args.test else None,
+            folds=args.folds, baselines=not args.no_baselines, diet_epochs=args.diet_epochs)
+    except BenchInputError as exc:
+        print(f"webcare: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _import_intents(args: argparse.Namespace) -> int:
+    from nlu.importing import import_intents, intents_missing_from_domain
+
+    result = import_intents(Path(args.file), Path(args.out), lang=args.lang,
+                            drop_duplicates=args.drop_duplicates, force=args.force)
+    if not result.ok:
+        print(f"webcare: {result.report}", file=sys.stderr)
+        return 1
+    print(result.report)
+    missing = intents_missing_from_domain(result.intent_names, PROJECT / "domain.yml")
+    if missing:
+        print(f"note: {len(missing)} intent(s) are not declared in domain.yml yet: "
+              f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
+    return 0
 
 
 def _quiet_rasa() -> None:
@@ -246,6 +399,105 @@ def _users(args: argparse.Namespace, parser: argparse.ArgumentParser, config) ->
     return 0
 
 
+def _crm(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> int:  # type: ignore[no-untyped-def]
+    if args.crm_command != "import":
+        parser.parse_args(["crm", "--help"])
+        return 2
+    from bot.crm.importing import import_crm
+    from bot.store.database import Store
+
+    store = Store.from_url(config.database_url)
+    try:
+        report = import_crm(store, Path(args.customers), Path(args.contracts) if args.contracts else None)
+    finally:
+        store.close()
+    if not report.ok:
+        for error in report.errors:
+            print(error, file=sys.stderr)
+        print(f"webcare: nothing imported: {len(report.errors)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"imported {report.summary()}")
+    return 0
+
+
+def _gdpr(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> int:  # type: ignore[no-untyped-def]
+    if args.gdpr_command not in ("export", "erase"):
+        parser.parse_args(["gdpr", "--help"])
+        return 2
+    import asyncio
+
+    from bot import gdpr
+    from bot.errors import NotFound, WebcareError
+    from bot.store.database import Store
+
+    store = Store.from_url(config.database_url)
+    try:
+        if args.gdpr_command == "export":
+            try:
+                document = asyncio.run(gdpr.export_customer(store, args.customer, config.rasa.url, by=args.by))
+            except WebcareError as exc:
+                print(f"webcare: {exc.reason}", file=sys.stderr)
+                return 1 if isinstance(exc, NotFound) else 2
+            text = json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+            if args.out:
+                try:
+                    Path(args.out).write_text(text, encoding="utf-8")
+                except OSError as exc:
+                    print(f"webcare: cannot write {args.out}: {exc}", file=sys.stderr)
+                    return 1
+                print(f"exported customer {document['customer_id']} to {args.out}", file=sys.stderr)
+            else:
+                sys.stdout.write(text)
+            if not document["rasa"]["reachable"]:
+                print(f"webcare: the Rasa trackers are missing from the export: {document['rasa']['error']}",
+                      file=sys.stderr)
+                return 0 if args.allow_without_rasa else 1
+            return 0
+
+        def find(session):  # type: ignore[no-untyped-def]
+            from sqlalchemy import select
+
+            from bot.store.models import User
+
+            customer_id = gdpr.resolve_customer(session, args.customer, args.by)
+            actor = None
+            if args.actor:
+                actor = session.execute(select(User.id).where(User.username == args.actor)).scalar_one_or_none()
+                if actor is None:
+                    raise NotFound(f"no console user {args.actor!r}")
+            return customer_id, actor
+
+        try:
+            customer_id, actor_id = store.transaction(find)
+        except WebcareError as exc:
+            print(f"webcare: {exc.reason}", file=sys.stderr)
+            return 1 if isinstance(exc, NotFound) else 2
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print("webcare: erasing cannot be undone; add --yes to confirm", file=sys.stderr)
+                return 2
+            answer = input(f"Erase all personal data of customer {customer_id}? This cannot be undone. "
+                           f"Type the customer id to confirm: ").strip()
+            if answer != str(customer_id):
+                print("webcare: not erased", file=sys.stderr)
+                return 1
+        report = asyncio.run(gdpr.erase_customer(store, str(customer_id), config.rasa.url, by="id",
+                                                 actor_id=actor_id, include_crm=args.include_crm))
+    finally:
+        store.close()
+    print(json.dumps(report.as_dict(), indent=2))
+    if not report.complete:
+        print(f"webcare: the store is erased, but {len(report.trackers_pending)} Rasa tracker(s) are not:",
+              file=sys.stderr)
+        for sender, reason in report.trackers_pending.items():
+            print(f"  {sender}: {reason}", file=sys.stderr)
+        print(f"run `webcare gdpr erase {report.customer_id} --by id --yes` again when Rasa is back",
+              file=sys.stderr)
+        return 1
+    print(f"erased customer {report.customer_id}", file=sys.stderr)
+    return 0
+
+
 def _export_feedback(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
     from bot.feedback import export, parse_since
     from bot.store.database import Store
@@ -272,4 +524,49 @@ def _export_feedback(args: argparse.Namespace, config) -> int:  # type: ignore[n
     else:
         sys.stdout.write(text)
         print(f"exported {count} corrected example(s)", file=sys.stderr)
+    return 0
+
+
+def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> int:  # type: ignore[no-untyped-def]
+    if args.reports_command != "digest":
+        parser.parse_args(["reports", "--help"])
+        return 2
+    import asyncio
+    import datetime as dt
+
+    from bot.digest import build_digests, deliver
+    from bot.report_sinks import ReportSinkError, build_sinks
+    from bot.cases import CaseSettings
+    from bot.root_causes import RootCauseError
+    from bot.store.database import Store
+
+    zone = config.opening_hours.timezone
+    try:
+        day = dt.date.fromisoformat(args.date) if args.date else dt.datetime.now(zone).date()
+    except ValueError:
+        print(f"webcare: --date must be YYYY-MM-DD, not {args.date!r}", file=sys.stderr)
+        return 2
+    try:
+        taxonomy = CaseSettings.from_config(config).taxonomy
+        sinks = build_sinks((config.raw.get("reports") or {}).get("sinks") or [])
+    except (RootCauseError, ReportSinkError, OSError) as exc:
+        print(f"webcare: {exc}", file=sys.stderr)
+        return 2
+    store = Store.from_url(config.database_url)
+    try:
+        digests = store.transaction(build_digests, taxonomy, day, zone)
+        try:
+            done = asyncio.run(deliver(digests, sinks))
+        except ReportSinkError as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    start = (day - dt.timedelta(days=7)).isoformat()
+    print(f"weekly digest {start} – {(day - dt.timedelta(days=1)).isoformat()}: {len(digests)} owner(s), "
+          f"{len(sinks)} sink(s)")
+    for digest in digests:
+        totals = digest["totals"]
+        where = ", ".join(d["sink"] for d in done if d["owner"] == digest["owner"]) or "no sink configured"
+        print(f"  {digest['owner']}: {totals['contacts']} contacts (before: {totals['previous_contacts']}) -> {where}")
     return 0

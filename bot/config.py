@@ -37,9 +37,44 @@ DEFAULTS: Dict[str, Any] = {
         "review_customer_flags": ["vip", "sensitive"],
     },
     "worker": {"enabled": True, "concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
+    # Escalations: the root-cause taxonomy (validated against the domain at start-up) and how
+    # the waiting time told to customers on handover is estimated.
+    "cases": {
+        "root_causes_file": "data/root_causes.yml",
+        "domain_file": "domain.yml",
+        "wait_window_minutes": 60,  # median first response over this window
+        "default_wait_minutes": 15,  # told when the window has no first responses yet
+    },
     # Channel connectors: {name: {type: <entry point name or dotted path>, <options>}}.
     # A `channels` section in the file replaces this whole mapping.
     "channels": {"webchat": {"type": "webchat"}},
+    # CRM adapter: sql (tables in the store) | http (a REST CRM) | entry point | dotted path.
+    # The HTTP CRM's token comes from the environment variable named by token_env.
+    # Contacts (conversation episodes) and CSAT: an episode ends after this much silence (or
+    # when its case closes); then the customer is asked for a 1-5 rating, once per contact.
+    "contacts": {"idle_minutes": 30, "csat": True, "csat_comment_minutes": 10},
+    # Recurring-issue reports and the weekly digest per root-cause owner (report sinks are
+    # plugins: {type: file|webhook|dotted path, <options>}).
+    "reports": {
+        "default_period_days": 28,
+        "repeat_window_days": 7,
+        "digest_weekday": "monday",
+        "digest_time": "07:00",
+        "sinks": [{"type": "file", "directory": "var/digests"}],
+    },
+    # Fix announcements: how far ahead of delivery the broadcaster fills the outbox.
+    "broadcasts": {"enabled": True, "queue_ahead_seconds": 5},
+    "crm": {
+        "adapter": "sql",
+        "timeout_seconds": 2.0,
+        "http": {
+            "base_url": None,
+            "token_env": "WEBCARE_CRM_TOKEN",
+            "failure_threshold": 5,
+            "reset_seconds": 30,
+        },
+        "options": {},  # free-form settings for a plugin adapter
+    },
 }
 
 ENVIRONMENT = {
@@ -97,6 +132,7 @@ class Config:
     channels: Dict[str, Any]
     source: Optional[Path] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    crm: Dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS["crm"]))
 
 
 def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
@@ -182,6 +218,8 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         DraftingPolicy.from_config(merged["drafting"])
     except DraftingPolicyError as exc:
         raise ConfigError(f"{where}: drafting: {exc}") from exc
+    crm = _validate_crm(merged["crm"], where)
+    merged["crm"] = crm
 
     return Config(
         service=ServiceConfig(host=str(merged["service"]["host"]), port=port),
@@ -198,7 +236,47 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         channels=merged["channels"],
         source=source,
         raw=merged,
+        crm=crm,
     )
+
+
+def _validate_crm(section: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """The ``crm`` section with ``http`` defaults filled in; the adapter must resolve."""
+    from bot.crm.base import CrmError
+    from bot.crm.registry import crm_class
+
+    http = section.get("http") or {}
+    if not isinstance(http, dict):
+        raise ConfigError(f"{where}: crm.http must be a mapping")
+    unknown = set(http) - set(DEFAULTS["crm"]["http"])
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in 'crm.http'")
+    http = {**DEFAULTS["crm"]["http"], **http}
+    if not isinstance(section.get("options") or {}, dict):
+        raise ConfigError(f"{where}: crm.options must be a mapping")
+    try:
+        timeout = float(section["timeout_seconds"])
+        threshold = int(http["failure_threshold"])
+        reset = float(http["reset_seconds"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: crm timeouts and thresholds must be numbers: {exc}") from exc
+    if timeout <= 0 or threshold < 1 or reset <= 0:
+        raise ConfigError(f"{where}: crm.timeout_seconds and crm.http.reset_seconds must be positive, "
+                          "crm.http.failure_threshold at least 1")
+    adapter = str(section.get("adapter") or "")
+    try:
+        crm_class(adapter)
+    except CrmError as exc:
+        raise ConfigError(f"{where}: crm.adapter: {exc}") from exc
+    base_url = http["base_url"]
+    if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
+        raise ConfigError(f"{where}: crm.http.base_url must be a URL, not {base_url!r}")
+    if adapter == "http" and not base_url:
+        raise ConfigError(f"{where}: crm.adapter is http but crm.http.base_url is not set")
+    if not isinstance(http["token_env"], str) or not http["token_env"]:
+        raise ConfigError(f"{where}: crm.http.token_env must name an environment variable")
+    return {**section, "adapter": adapter, "timeout_seconds": timeout, "options": section.get("options") or {},
+            "http": {**http, "failure_threshold": threshold, "reset_seconds": reset}}
 
 
 def load_opening_hours() -> OpeningHours:

@@ -57,8 +57,12 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.batch = batch
         self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        # Small bursts (a tenth of a second's worth): a full second's burst arrives at the
+        # platform as dozens of simultaneous requests whose jitter trips its per-second limit.
         self.buckets = {
-            name: TokenBucket(c.capabilities.rate_limit_per_second) for name, c in connectors.items()
+            name: TokenBucket(c.capabilities.rate_limit_per_second,
+                              burst=max(1.0, c.capabilities.rate_limit_per_second / 10))
+            for name, c in connectors.items()
         }
         self._wake = asyncio.Event()
 
@@ -67,10 +71,16 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until cancelled (first taking back what this dispatcher held before a restart)."""
+        try:
+            released = await self.store.run(release_own_leases, self.owner)
+            if released:
+                logger.info("dispatcher %s: took back %d items it held before a restart", self.owner, released)
+        except Exception:
+            logger.exception("dispatcher: releasing old leases failed; they expire on their own")
         while True:
             try:
-                deliveries = await self.store.run(claim_due, list(self.connectors), self.batch)
+                deliveries = await self.store.run(claim_due, list(self.connectors), self.batch, self.owner)
             except Exception:
                 logger.exception("dispatcher: claiming failed; retrying")
                 deliveries = []
@@ -101,17 +111,21 @@ class Dispatcher:
     async def deliver(self, delivery: Delivery) -> bool:
         """Send one item and record the outcome; True when it was delivered."""
         connector = self.connectors[delivery.channel]
-        await self.buckets[delivery.channel].acquire()
+        bucket = self.buckets[delivery.channel]
+        slot = await bucket.acquire()
         if delivery.lease_until and utcnow() > delivery.lease_until - dt.timedelta(seconds=LEASE_SECONDS / 2):
             # We waited long (rate limit, retry_after): make sure the item is still ours.
             if not await self.store.run(renew_lease, delivery):
                 logger.info("dispatcher: outbox %s was taken over; not sending it", delivery.id)
                 return False
         try:
-            result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
+            try:
+                result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
+            finally:
+                bucket.sent(slot)  # the rate window counts this send from when it finished
         except DeliveryError as error:
             if error.retry_after is not None:
-                self.buckets[delivery.channel].pause(error.retry_after)
+                bucket.pause(error.retry_after)
             await self.store.run(record_failure, delivery, error, self.max_attempts)
             return False
         except Exception as exc:  # a connector bug must not stop the dispatcher
@@ -125,8 +139,8 @@ class Dispatcher:
 # ---------------------------------------------------------------- units of work
 
 
-def claim_due(session: Session, channels: List[str], limit: int) -> List[Delivery]:
-    """Lease due items whose recipient has no older pending item."""
+def claim_due(session: Session, channels: List[str], limit: int, owner: Optional[str] = None) -> List[Delivery]:
+    """Lease due items whose recipient has no older pending item (to ``owner``)."""
     if not channels:
         return []
     now = utcnow()
@@ -160,7 +174,7 @@ def claim_due(session: Session, channels: List[str], limit: int) -> List[Deliver
         result = session.execute(
             update(OutboxItem)
             .where(OutboxItem.id == item.id, OutboxItem.status == OutboxStatus.pending, free)
-            .values(lease_until=until)
+            .values(lease_until=until, lease_owner=owner)
             .execution_options(synchronize_session=False)
         )
         if result.rowcount == 1:
@@ -179,6 +193,22 @@ def renew_lease(session: Session, delivery: Delivery) -> bool:
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def release_own_leases(session: Session, owner: str) -> int:
+    """Items leased by ``owner`` in an earlier life (killed before it could finish): free them now.
+
+    The owner name is stable per replica (host and port), so a restarted service resumes at
+    once instead of waiting for its old leases to expire; other replicas' leases are untouched.
+    """
+    result = session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.lease_owner == owner, OutboxItem.status == OutboxStatus.pending,
+               OutboxItem.lease_until.isnot(None))
+        .values(lease_until=None, lease_owner=None)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def unclaim(session: Session, ids: List[int]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
@@ -35,6 +35,9 @@ from bot.store.models import (
 )
 
 MAX_TEXT = 4096
+if TYPE_CHECKING:  # pragma: no cover
+    from bot.cases import CaseSettings
+
 MAX_REASON = 1000
 MAX_INTENT = 120
 SNIPPET = 140
@@ -234,8 +237,11 @@ def pick(session: Session, draft_id: Any, user: Any, index: Any) -> Dict[str, An
     return _result(draft, user, items)
 
 
-def reject(session: Session, draft_id: Any, user: Any, reason: Any = None) -> Dict[str, Any]:
-    """Send nothing from the bot: hand the conversation to ``user`` (human mode)."""
+def reject(session: Session, draft_id: Any, user: Any, reason: Any = None,
+           settings: Optional["CaseSettings"] = None) -> Dict[str, Any]:
+    """Send nothing from the bot: open a case held by ``user`` (human mode)."""
+    from bot.cases import default_settings, open_case
+
     draft_id = _draft_id(draft_id)
     if reason is not None and not isinstance(reason, str):
         raise BadRequest("the reason must be a string")
@@ -245,8 +251,9 @@ def reject(session: Session, draft_id: Any, user: Any, reason: Any = None) -> Di
     _claim(session, draft_id, user, DraftStatus.rejected)
     draft, conversation, identity = _load(session, draft_id)
     previous_mode = Mode(conversation.mode).value
-    conversation.mode = Mode.human
-    conversation.assigned_agent_id = user.id
+    case, _ = open_case(session, conversation.id, "draft_rejected", settings or default_settings(),
+                        {"draft_id": draft.id, "reason": reason, "intent": draft.intent},
+                        assign_to=user.id)
     item = outbox.enqueue(
         session, key=f"draft:{draft.id}:handover", channel=conversation.channel,
         recipient=identity.external_id,
@@ -255,8 +262,10 @@ def reject(session: Session, draft_id: Any, user: Any, reason: Any = None) -> Di
     )
     record(session, user.id, "draft.reject", "draft", draft.id,
            {"reason": reason, "intent": draft.intent, "mode_before": previous_mode,
-            "conversation_id": conversation.id})
-    return _result(draft, user, [item])
+            "conversation_id": conversation.id, "case_id": case.id})
+    result = _result(draft, user, [item])
+    result["case_id"] = case.id
+    return result
 
 
 DECISIONS = {"approve": approve, "edit": edit, "pick": pick, "reject": reject}

@@ -6,14 +6,17 @@ crash or a Rasa outage between intake and processing loses nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.errors import BadRequest
 from bot.store.database import Store
 from bot.store.models import (
     ChannelIdentity,
@@ -24,7 +27,7 @@ from bot.store.models import (
     Message,
     utcnow,
 )
-from bot.worker import Job, lease_conversation, next_job
+from bot.worker import Job, has_received, build_job, lease_conversation, next_job
 from connectors.base import InboundMessage
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ class Intake:
 
     async def accept(self, inbound: InboundMessage) -> AcceptResult:
         """Commit ``inbound`` (or find it, if it was delivered before)."""
+        inbound = clean_inbound(inbound)
         owner = self.worker.owner if self.worker is not None and self.worker.has_capacity() else None
         for attempt in range(3):
             try:
@@ -73,6 +77,40 @@ class Intake:
             else:
                 self.worker.wake()
         return result
+
+
+def clean_inbound(inbound: InboundMessage) -> InboundMessage:
+    """Refuse what no store can hold (lone surrogates: 400); drop NUL characters (PostgreSQL)."""
+    def clean(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{where} is not valid Unicode text") from None
+            return value.replace("\x00", "")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest(f"{where} holds {value}: numbers must be finite (PostgreSQL JSON)")
+        if isinstance(value, dict):
+            return {clean(k, where): clean(v, where) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v, where) for v in value]
+        return value
+
+    ids = (inbound.channel_message_id, inbound.sender_id)
+    if any("\x00" in str(v) for v in ids):
+        raise BadRequest("the message id and the sender id must not contain NUL characters")
+    text = clean(inbound.text, "the text")
+    if inbound.text and not text.strip():
+        raise BadRequest("the text is empty once NUL characters are removed")
+    return dataclasses.replace(
+        inbound,
+        channel_message_id=clean(inbound.channel_message_id, "the message id"),
+        sender_id=clean(inbound.sender_id, "the sender id"),
+        text=text,
+        sender_name=clean(inbound.sender_name, "the sender's name"),
+        language_hint=clean(inbound.language_hint, "the language"),
+        metadata=clean(dict(inbound.metadata), "the metadata"),
+    )
 
 
 def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Conversation:
@@ -152,7 +190,11 @@ def store_inbound(session: Session, inbound: InboundMessage, lease_for: Optional
     session.flush()
     job = None
     if lease_for is not None and lease_conversation(session, conversation.id, lease_for):
-        job = next_job(session, conversation.id, lease_for)
+        # Leased just now: this message is the job unless older ones still wait.
+        if has_received(session, conversation.id, before=message.id):
+            job = next_job(session, conversation.id, lease_for)
+        else:
+            job = build_job(session, conversation, message)
     return AcceptResult(message.id, conversation.id, duplicate=False, truncated=truncated, job=job)
 
 

@@ -13,16 +13,20 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from bot.cases import CaseSettings, default_settings, open_case
 from bot.customer_texts import customer_text
 from bot.drafting import DraftingPolicy
 from bot.outbox import enqueue
+from bot.known_issues import known_issue_reply
 from bot.rasa_client import RasaClient, RasaRejected, RasaReply, RasaUnavailable
+from bot.service_commands import carry_out, parse_command
 from bot.store.database import Store
+from bot.tracker_sync import TrackerSync, has_pending
 from bot.store.models import (
     ChannelIdentity,
     Conversation,
@@ -60,6 +64,17 @@ class Job:
     language_hint: Optional[str]
     attachment: Optional[str] = None  # photo, voice, document, ... for kind "attachment"
     command: Optional[str] = None  # a channel command such as Telegram's /start
+    tracker_pending: bool = False  # tracker events (pause/resume/agent reply) not yet in Rasa
+    csat_comment_open: bool = False  # the customer just rated us: this may be their comment
+
+
+class Applied(NamedTuple):
+    """What :func:`apply_reply` did."""
+
+    queued: bool  # something went to the outbox
+    next_job: Optional[Job]  # the conversation's next message (None: lease released)
+    case_id: Optional[int] = None  # a case opened by this reply (to enrich with CRM data)
+    identify: Optional[Dict[str, Any]] = None  # an action asked to identify the customer
 
 
 class Worker:
@@ -73,6 +88,8 @@ class Worker:
         concurrency: int = 8,
         owner: Optional[str] = None,
         on_outbox: Optional[Any] = None,
+        cases: Optional[CaseSettings] = None,
+        tracker_sync: Optional[TrackerSync] = None,
     ) -> None:
         self.store = store
         self.rasa = rasa
@@ -80,6 +97,12 @@ class Worker:
         self.concurrency = concurrency
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
         self.on_outbox = on_outbox  # called after replies were queued (wakes the dispatcher)
+        self.cases = cases or default_settings()
+        self.tracker_sync = tracker_sync
+        # called with a new case's id (fetches the CRM profile and Rasa's slots)
+        self.on_case: Optional[Callable[[int], None]] = None
+        # carries out an action's "identify" request: (job, request) -> None
+        self.on_identify: Optional[Callable[[Job, Dict[str, Any]], Awaitable[None]]] = None
         self._wake = asyncio.Event()
         self._active: Dict[int, asyncio.Task] = {}
         self._tasks: Set[asyncio.Task] = set()
@@ -141,11 +164,26 @@ class Worker:
                         self.on_outbox()
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
-                if job.mode == Mode.human or job.kind not in ("text", "button"):
+                if job.kind not in ("text", "button"):
                     await self.store.run(route_to_agent, job)
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
+                command = parse_command(job.kind, job.text)
+                if command is not None:  # the service's own buttons, "stop": never to Rasa
+                    if await self.store.run(carry_out, job, command) and self.on_outbox is not None:
+                        self.on_outbox()
+                    job = await self.store.run(next_job, conversation_id, self.owner)
+                    continue
+                if job.csat_comment_open and job.kind == "text":
+                    from bot.contacts import record_comment
+
+                    await self.store.run(record_comment, job)
                 try:
+                    if job.tracker_pending and self.tracker_sync is not None:
+                        # a pause/resume/agent reply must reach the tracker before this message
+                        await self.tracker_sync.flush(job.rasa_sender_id)
+                    # In human mode too: the paused tracker logs the message (no prediction),
+                    # and the parse gives the agent the intent of every customer turn.
                     reply = await self.rasa.send(
                         job.rasa_sender_id,
                         rasa_text(job),
@@ -160,14 +198,23 @@ class Worker:
                     break
                 except RasaRejected as exc:
                     logger.error("worker: message %s refused by Rasa: %s", job.message_id, exc)
-                    await self.store.run(fail_to_agent, job, str(exc))
+                    case_id = await self.store.run(fail_to_agent, job, str(exc), self.cases)
+                    if case_id is not None:
+                        self._case_opened(case_id)
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
                 # One transaction: the reply, then the next message or the lease released.
-                queued, job = await self.store.run(apply_reply, job, reply, self.policy, self.owner)
+                current = job
+                applied = await self.store.run(
+                    apply_reply, job, reply, self.policy, self.owner, self.cases)
+                job = applied.next_job
                 released = job is None
-                if queued and self.on_outbox is not None:
+                if applied.queued and self.on_outbox is not None:
                     self.on_outbox()
+                if applied.case_id is not None:
+                    self._case_opened(applied.case_id)
+                if applied.identify is not None and self.on_identify is not None:
+                    await self.on_identify(current, applied.identify)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -181,6 +228,15 @@ class Worker:
                     await self.store.run(release, conversation_id, self.owner, delay)
                 except Exception:
                     logger.exception("worker: could not release conversation %s", conversation_id)
+
+
+    def _case_opened(self, case_id: int) -> None:
+        if self.on_outbox is not None:
+            self.on_outbox()
+        if self.tracker_sync is not None:
+            self.tracker_sync.wake()
+        if self.on_case is not None:
+            self.on_case(case_id)
 
 
 def rasa_text(job: Job) -> str:
@@ -257,10 +313,15 @@ def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job
     ).scalar_one_or_none()
     if message is None:
         return None
+    return build_job(session, conversation, message)
+
+
+def build_job(session: Session, conversation: Conversation, message: Message) -> Job:
+    """The Job for ``message`` of ``conversation`` (whose lease the caller holds)."""
     identity = session.get(ChannelIdentity, conversation.identity_id)
     return Job(
         message_id=message.id,
-        conversation_id=conversation_id,
+        conversation_id=conversation.id,
         text=message.text or "",
         kind=(message.payload or {}).get("kind", "text"),
         truncated=bool((message.payload or {}).get("truncated")),
@@ -273,6 +334,9 @@ def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job
         language_hint=message.language_hint,
         attachment=((message.payload or {}).get("metadata") or {}).get("attachment"),
         command=((message.payload or {}).get("metadata") or {}).get("command"),
+        tracker_pending=has_pending(session, conversation.rasa_sender_id),
+        csat_comment_open=bool(conversation.csat_contact_id and conversation.csat_comment_until
+                               and conversation.csat_comment_until > utcnow()),
     )
 
 
@@ -349,26 +413,18 @@ def route_attachment(session: Session, job: Job) -> bool:
     return True
 
 
-def fail_to_agent(session: Session, job: Job, error: str) -> None:
-    """Rasa refused the message: hand the conversation to a human so nobody is left waiting."""
+def fail_to_agent(session: Session, job: Job, error: str,
+                  settings: Optional[CaseSettings] = None) -> Optional[int]:
+    """Rasa refused the message: open a case so nobody is left waiting; returns a new case's id."""
     message = session.get(Message, job.message_id)
     if message is None or message.status != InboundStatus.received.value:
-        return
+        return None
     message.status = InboundStatus.failed.value
     message.last_error = error[:2000]
     message.processed_at = utcnow()
-    conversation = session.get(Conversation, job.conversation_id)
-    if conversation.mode != Mode.human:
-        conversation.mode = Mode.human
-        enqueue(
-            session,
-            key=f"handover:{job.message_id}",
-            channel=job.channel,
-            recipient=job.recipient,
-            payload={"text": customer_text("handed_to_agent", conversation.language)},
-            source="bot",
-            conversation_id=conversation.id,
-        )
+    case, created = open_case(session, job.conversation_id, "rasa_refused", settings or default_settings(),
+                              {"error": error[:500], "message_id": job.message_id})
+    return case.id if created else None
 
 
 def _visible(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -391,24 +447,40 @@ def _instructions(messages: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def apply_reply(
-    session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, owner: str
-) -> Tuple[bool, Optional[Job]]:
-    """Record the parse, auto-send or draft the reply, and move on in the same transaction.
+    session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, owner: str,
+    settings: Optional[CaseSettings] = None,
+) -> Applied:
+    """Record the parse, auto-send, draft or hand over, and move on in the same transaction.
 
-    Returns whether anything was queued, and the conversation's next message (``None``:
-    nothing left, and the lease has been released).
+    Returns what was done and the conversation's next message (``None``: nothing left, and
+    the lease has been released).
     """
-    queued = _apply(session, job, reply, policy)
-    following = next_job(session, job.conversation_id, owner)
+    queued, case_id, identify = _apply(session, job, reply, policy, settings or default_settings())
+    # Usually nothing else waits: one cheap query, then the lease goes back.
+    following = next_job(session, job.conversation_id, owner) if has_received(session, job.conversation_id) else None
     if following is None:
         release(session, job.conversation_id, owner, 0)
-    return queued, following
+    return Applied(queued, following, case_id, identify)
 
 
-def _apply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy) -> bool:
+def has_received(session: Session, conversation_id: int, before: Optional[int] = None) -> bool:
+    """Whether the conversation has an unprocessed customer message (older than ``before``)."""
+    query = select(Message.id).where(
+        Message.conversation_id == conversation_id,
+        Message.direction == Direction.inbound,
+        Message.status == InboundStatus.received.value,
+    )
+    if before is not None:
+        query = query.where(Message.id < before)
+    return session.execute(query.limit(1)).first() is not None
+
+
+def _apply(
+    session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, settings: CaseSettings
+) -> Tuple[bool, Optional[int], Optional[Dict[str, Any]]]:
     message = session.get(Message, job.message_id)
     if message is None or message.status != InboundStatus.received.value:
-        return False  # already handled (another worker after a lease expiry)
+        return False, None, None  # already handled (another worker after a lease expiry)
     conversation = session.get(Conversation, job.conversation_id)
     customer = session.get(Customer, conversation.customer_id)
     message.nlu = reply.parse
@@ -419,6 +491,11 @@ def _apply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy)
     elif job.language_hint and not conversation.language:
         conversation.language = job.language_hint
 
+    if conversation.mode == Mode.human:
+        # A human holds the conversation: the bot never answers (whatever Rasa returned);
+        # the agent sees the message in the case, with its intent.
+        return False, None, None
+
     queued = False
     if job.truncated:
         enqueue(session, key=f"notice:{message.id}:too_long", channel=job.channel, recipient=job.recipient,
@@ -427,6 +504,24 @@ def _apply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy)
         queued = True
 
     visible = _visible(reply.messages)
+    instructions = _instructions(reply.messages)
+    handover = instructions.get("handover")
+    if handover is not None:
+        # The customer gets the service's handover notice with the expected wait; what the
+        # bot would have said is kept in the case for the agent.
+        handover = handover if isinstance(handover, dict) else {}
+        reason = str(handover.get("reason") or "handover")
+        details = handover.get("details") if isinstance(handover.get("details"), dict) else {}
+        details = {**details, "intent": reply.intent, "confidence": reply.confidence,
+                   "message_id": message.id}
+        case, created = open_case(session, conversation.id, reason, settings, details,
+                                  bot_suggestion=visible)
+        return True, (case.id if created else None), None
+    identify = instructions.get("identify") if isinstance(instructions.get("identify"), dict) else None
+    known = known_issue_reply(session, reply.intent, conversation.language, settings.taxonomy)
+    if known is not None and visible:
+        visible = known  # an open known issue: its text and the offer to tell them when it's fixed
+
     decision = policy.decide(
         intent=reply.intent, confidence=reply.confidence, mode=conversation.mode,
         channel=job.channel, customer_flags=customer.flags or [],
@@ -454,6 +549,4 @@ def _apply(session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy)
                 alternatives=reply.alternatives[:3],
                 reason=decision.reason,
             ))
-    if _instructions(reply.messages).get("handover") and conversation.mode != Mode.human:
-        conversation.mode = Mode.human
-    return queued
+    return queued, None, identify

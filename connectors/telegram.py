@@ -217,6 +217,8 @@ class TelegramConnector(Connector):
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object (a Telegram Update)")
         try:

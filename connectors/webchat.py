@@ -412,6 +412,8 @@ class WebChatConnector(Connector):
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
         client_id = data.get("client_message_id")

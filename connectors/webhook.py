@@ -77,6 +77,8 @@ class SignedWebhookConnector(Connector):
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise BadRequest("body must be a JSON object")
         message_id = data.get("message_id")

@@ -253,7 +253,10 @@ async def _decide(request: web.Request, action: str) -> web.StreamResponse:
                 raise BadRequest("choose an alternative")
             result = await store.run(drafts.pick, draft_id, user, int(raw))
         else:
-            result = await store.run(drafts.reject, draft_id, user, _text_field(form, "reason"))
+            from bot.app import CASES_KEY
+
+            result = await store.run(drafts.reject, draft_id, user, _text_field(form, "reason"),
+                                     request.app[CASES_KEY])
     except (BadRequest, Conflict) as error:
         # Show the draft again with the reason (and keep what the agent typed).
         return await _render_draft(request, draft_id, error=error.reason, status=error.status,
@@ -300,4 +303,13 @@ def setup_console(app: web.Application) -> None:
     router.add_post("/console/drafts/{id}/edit", edit, name="console_draft_edit")
     router.add_post("/console/drafts/{id}/pick", pick, name="console_draft_pick")
     router.add_post("/console/drafts/{id}/reject", reject, name="console_draft_reject")
+    from bot.console.case_views import setup_case_pages
+
+    setup_case_pages(app)
+    from bot.console.report_views import setup_report_pages
+
+    setup_report_pages(app)
+    from bot.console.known_issue_views import setup_known_issue_pages
+
+    setup_known_issue_pages(app)
     router.add_static("/console/static", str(STATIC), name="console_static", append_version=False)

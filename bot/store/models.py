@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text as sql_text,
 )
 from sqlalchemy.orm import Mapped, declarative_base, relationship
 from sqlalchemy.types import TypeDecorator
@@ -130,6 +133,8 @@ class Customer(Base):
     display_name: Mapped[Optional[str]] = Column(String(200))
     language: Mapped[Optional[str]] = Column(String(8))
     flags: Mapped[List[str]] = Column(JSON, nullable=False, default=list)
+    # The customer's number in the CRM, once an agent linked them (see bot/identity_linking.py).
+    crm_ref: Mapped[Optional[str]] = Column(String(64), index=True)
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
 
 
@@ -168,6 +173,11 @@ class Conversation(Base):
     # Worker lease: the worker holding it processes this conversation's messages in order.
     lease_owner: Mapped[Optional[str]] = Column(String(80))
     lease_until: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    # Contacts: the id of the last message already counted in a closed contact (episode).
+    contact_watermark: Mapped[int] = Column(Integer, nullable=False, default=0, server_default="0")
+    # After a CSAT rating: the contact whose optional comment the next message may be.
+    csat_contact_id: Mapped[Optional[int]] = Column(Integer)
+    csat_comment_until: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
 
     identity = relationship(ChannelIdentity, lazy="raise")
 
@@ -240,6 +250,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = Column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
     lease_until: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    lease_owner: Mapped[Optional[str]] = Column(String(120))  # the dispatcher holding the lease
     channel_message_id: Mapped[Optional[str]] = Column(String(200))
     last_error: Mapped[Optional[str]] = Column(Text)
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
@@ -258,4 +269,272 @@ class AuditEntry(Base):
     action: Mapped[str] = Column(String(80), nullable=False)
     target_type: Mapped[str] = Column(String(40), nullable=False)
     target_id: Mapped[Optional[int]] = Column(Integer)
+    details: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)
+
+
+class CaseStatus(str, enum.Enum):
+    open = "open"  # waiting for an agent
+    assigned = "assigned"  # an agent holds it
+    closed = "closed"  # closed with a root cause; the conversation went back to the bot
+
+
+class Case(Base):
+    """An escalation to a human, with the context snapshot taken when it opened."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_status_opened", "status", "opened_at"),
+        Index("ix_cases_customer", "customer_id", "opened_at"),
+    )
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = Column(ForeignKey("conversations.id"), nullable=False, index=True)
+    customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False)
+    # what opened it: request_human, complaint, low_confidence, repeated_question,
+    # negative_sentiment, profanity, draft_rejected, rasa_refused, ...
+    trigger: Mapped[str] = Column(String(40), nullable=False)
+    trigger_details: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)
+    status: Mapped[CaseStatus] = Column(_enum(CaseStatus), nullable=False, default=CaseStatus.open)
+    assigned_agent_id: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    language: Mapped[Optional[str]] = Column(String(8))
+    suggested_root_cause: Mapped[Optional[str]] = Column(String(80))
+    root_cause: Mapped[Optional[str]] = Column(String(80))
+    resolution: Mapped[Optional[str]] = Column(Text)
+    # The context when the case opened (transcripts, intents, entities, cases, language).
+    snapshot: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)
+    # CRM profile and Rasa slots are fetched after the case opened (they need the network):
+    # pending -> ok | unavailable | not_found | not_linked
+    crm_status: Mapped[str] = Column(String(24), nullable=False, default="pending")
+    crm_profile: Mapped[Optional[Dict[str, Any]]] = Column(JSON)
+    slots: Mapped[Optional[Dict[str, Any]]] = Column(JSON)
+    opened_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    first_response_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    closed_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    closed_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+
+
+class CaseNote(Base):
+    """An internal note on a case (never shown to the customer)."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    case_id: Mapped[int] = Column(ForeignKey("cases.id"), nullable=False, index=True)
+    author_id: Mapped[int] = Column(ForeignKey("users.id"), nullable=False)
+    text: Mapped[str] = Column(Text, nullable=False)
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class TrackerEvent(Base):
+    """Events the service writes into a Rasa tracker (pause, resume, an agent's reply).
+
+    Committed in the same transaction as the change they mirror and delivered in order per
+    conversation by the tracker sync, so a Rasa outage delays them but never loses them.
+    """
+
+    __tablename__ = "tracker_events"
+    __table_args__ = (Index("ix_tracker_events_pending", "delivered_at", "id"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    rasa_sender_id: Mapped[str] = Column(String(250), nullable=False)
+    events: Mapped[List[Dict[str, Any]]] = Column(JSON, nullable=False)
+    attempts: Mapped[int] = Column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    last_error: Mapped[Optional[str]] = Column(Text)
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    delivered_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+
+
+class CrmCustomerRecord(Base):
+    """A customer of the built-in SQL CRM (``webcare crm import``; see bot/crm/sql.py)."""
+
+    __tablename__ = "crm_customers"
+    __table_args__ = (Index("ix_crm_customers_address", "postcode", "house_number"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    customer_number: Mapped[str] = Column(String(64), nullable=False, unique=True)
+    name: Mapped[Optional[str]] = Column(String(200))
+    email: Mapped[Optional[str]] = Column(String(254))
+    phone: Mapped[Optional[str]] = Column(String(40))
+    postcode: Mapped[Optional[str]] = Column(String(8))  # normalised: "1234AB"
+    house_number: Mapped[Optional[str]] = Column(String(16))  # normalised: "12", "12A"
+    segment: Mapped[Optional[str]] = Column(String(40))
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class CrmContract(Base):
+    """A contract of a SQL CRM customer."""
+
+    __tablename__ = "crm_contracts"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    contract_id: Mapped[str] = Column(String(64), nullable=False, unique=True)
+    customer_number: Mapped[str] = Column(
+        ForeignKey("crm_customers.customer_number", ondelete="CASCADE"), nullable=False, index=True)
+    product: Mapped[Optional[str]] = Column(String(120))
+    status: Mapped[Optional[str]] = Column(String(24))  # e.g. active, ended, pending
+    start_date: Mapped[Optional[dt.date]] = Column(Date)
+    end_date: Mapped[Optional[dt.date]] = Column(Date)
+    monthly_amount_cents: Mapped[Optional[int]] = Column(Integer)  # exact money, no floats
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class Contact(Base):
+    """One contact: a conversation episode, tagged with a root cause (reports count these).
+
+    An episode ends when its case is closed, or after the conversation was idle for
+    ``contacts.idle_minutes``. Report figures are stored with it (no joins at report time).
+    """
+
+    __tablename__ = "contacts"
+    __table_args__ = (
+        Index("ix_contacts_started", "started_at"),
+        Index("ix_contacts_root_cause_started", "root_cause", "started_at"),
+        Index("ix_contacts_customer_root_cause", "customer_id", "root_cause", "started_at"),
+        Index("ix_contacts_conversation", "conversation_id", "id"),
+        # one sweep per (root cause, channel, handler) over a period, in index order, read from the
+        # index alone (bot/reports.py)
+        Index("ix_contacts_report", "root_cause", "channel", "handled_by", "started_at", "customer_id",
+              "repeated", "csat_asked_at", "csat_score", "first_response_seconds", "handling_seconds"),
+    )
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = Column(ForeignKey("conversations.id"), nullable=False)
+    customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False)
+    channel: Mapped[str] = Column(String(40), nullable=False)
+    language: Mapped[Optional[str]] = Column(String(8))
+    started_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False)  # first customer message
+    ended_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False)  # last message
+    first_message_id: Mapped[Optional[int]] = Column(Integer)
+    last_message_id: Mapped[Optional[int]] = Column(Integer)
+    customer_messages: Mapped[int] = Column(Integer, nullable=False, default=0)
+    root_cause: Mapped[Optional[str]] = Column(String(80))
+    # agent (set on closing a case) | suggested (from intents, a human handled it) | bot (bot-only, automatic)
+    root_cause_source: Mapped[str] = Column(String(16), nullable=False, default="bot")
+    handled_by: Mapped[str] = Column(String(8), nullable=False, default="bot")  # bot | human
+    case_id: Mapped[Optional[int]] = Column(ForeignKey("cases.id"))
+    first_response_seconds: Mapped[Optional[float]] = Column(Float)
+    handling_seconds: Mapped[Optional[float]] = Column(Float)
+    # the earlier contact of the same customer with the same root cause within 7 days, if any
+    repeat_of_id: Mapped[Optional[int]] = Column(Integer)
+    # a later contact repeated this one within 7 days: it was not resolved the first time
+    repeated: Mapped[bool] = Column(Boolean, nullable=False, default=False)
+    csat_asked_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    csat_score: Mapped[Optional[int]] = Column(Integer)  # 1-5
+    csat_comment: Mapped[Optional[str]] = Column(Text)
+    csat_answered_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+
+
+class KnownIssueStatus(str, enum.Enum):
+    open = "open"
+    resolved = "resolved"
+
+
+class KnownIssue(Base):
+    """A problem we know about: the bot tells affected customers and offers to notify them."""
+
+    __tablename__ = "known_issues"
+    __table_args__ = (
+        Index("ix_known_issues_status_root_cause", "status", "root_cause"),
+        # At most one open known issue per root cause: a database rule, not only a check.
+        Index("uq_known_issues_open_root_cause", "root_cause", unique=True,
+              sqlite_where=sql_text("status = 'open'"), postgresql_where=sql_text("status = 'open'")),
+    )
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    root_cause: Mapped[str] = Column(String(80), nullable=False)
+    title: Mapped[str] = Column(String(200), nullable=False)
+    text_nl: Mapped[str] = Column(Text, nullable=False)  # what the bot says while it is open
+    text_en: Mapped[str] = Column(Text, nullable=False)
+    fix_text_nl: Mapped[Optional[str]] = Column(Text)  # the announcement when it is fixed
+    fix_text_en: Mapped[Optional[str]] = Column(Text)
+    status: Mapped[KnownIssueStatus] = Column(_enum(KnownIssueStatus), nullable=False,
+                                              default=KnownIssueStatus.open)
+    opened_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    opened_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    resolved_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    resolved_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+
+
+class KnownIssueSubscription(Base):
+    """A customer who asked to be told when a known issue is fixed."""
+
+    __tablename__ = "known_issue_subscriptions"
+    __table_args__ = (UniqueConstraint("known_issue_id", "customer_id", name="uq_subscription_customer"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    known_issue_id: Mapped[int] = Column(ForeignKey("known_issues.id"), nullable=False)
+    customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False)
+    identity_id: Mapped[int] = Column(ForeignKey("channel_identities.id"), nullable=False)
+    subscribed_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class OptIn(Base):
+    """Whether a customer accepts proactive messages (none without opt-in; "stop" opts out)."""
+
+    __tablename__ = "opt_ins"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False, unique=True)
+    proactive: Mapped[bool] = Column(Boolean, nullable=False, default=False)
+    source: Mapped[str] = Column(String(40), nullable=False)  # how it changed: button, stop, agent, import
+    changed_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class BroadcastStatus(str, enum.Enum):
+    preparing = "preparing"  # choosing recipients
+    sending = "sending"
+    done = "done"
+
+
+class Broadcast(Base):
+    """One announcement to many customers (e.g. a fix), resumable, never twice to anyone."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    known_issue_id: Mapped[Optional[int]] = Column(ForeignKey("known_issues.id"), index=True)
+    text_nl: Mapped[str] = Column(Text, nullable=False)
+    text_en: Mapped[str] = Column(Text, nullable=False)
+    window_days: Mapped[Optional[int]] = Column(Integer)  # also customers who contacted in this window
+    include_contacted: Mapped[bool] = Column(Boolean, nullable=False, default=False, server_default=false())
+    status: Mapped[BroadcastStatus] = Column(_enum(BroadcastStatus), nullable=False,
+                                             default=BroadcastStatus.preparing)
+    created_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+
+
+class BroadcastRecipient(Base):
+    """One customer of a broadcast; the unique key makes "never twice" a database rule."""
+
+    __tablename__ = "broadcast_recipients"
+    __table_args__ = (
+        UniqueConstraint("broadcast_id", "customer_id", name="uq_broadcast_customer"),
+        Index("ix_broadcast_recipients_status", "broadcast_id", "status", "id"),
+    )
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    broadcast_id: Mapped[int] = Column(ForeignKey("broadcasts.id"), nullable=False)
+    customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False)
+    identity_id: Mapped[int] = Column(ForeignKey("channel_identities.id"), nullable=False)
+    reason: Mapped[str] = Column(String(24), nullable=False)  # subscriber | contacted (with opt-in)
+    # pending -> queued (in the outbox) -> sent | failed; skipped (opted out meanwhile, unreachable)
+    status: Mapped[str] = Column(String(16), nullable=False, default="pending")
+    outbox_id: Mapped[Optional[int]] = Column(Integer)
+    language: Mapped[Optional[str]] = Column(String(8))  # the language the announcement went out in
+    error: Mapped[Optional[str]] = Column(Text)  # why it failed or was skipped
+    updated_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class ReportDigest(Base):
+    """One weekly recurring-issue digest: claimed by one replica, sent once (``bot/digest.py``)."""
+
+    __tablename__ = "report_digests"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    week: Mapped[dt.date] = Column(Date, nullable=False, unique=True)  # the first day after the period
+    claimed_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    sent_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
     details: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)

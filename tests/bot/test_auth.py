@@ -317,6 +317,9 @@ def test_roles_of_the_routes(tmp_path):
     assert by_path[("GET", "/api/drafts")] == {Role.agent, Role.admin}
     assert by_path[("POST", "/console/drafts/{id}/reject")] == {Role.agent, Role.admin}
     assert by_path[("GET", "/api/me")] == set(Role)
+    assert by_path[("GET", "/api/cases/{id}")] == set(Role)  # process owners read cases
+    assert by_path[("POST", "/api/cases/{id}/close")] == {Role.agent, Role.admin}
+    assert by_path[("POST", "/console/cases/{id}/reply")] == {Role.agent, Role.admin}
     app[STORE_KEY].close()
 
 

@@ -13,10 +13,14 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.app import STORE_KEY, create_app
+import aiohttp
+
+from bot import cases
+from bot.app import CASES_KEY, DISPATCHER_KEY, STORE_KEY, TRACKER_SYNC_KEY, create_app
+from bot.auth import create_user
 from bot.config import load_config
 from bot.store.database import Store
-from bot.store.models import Conversation, Draft, DraftStatus, Message, Mode, OutboxItem
+from bot.store.models import Case, Contact, Conversation, Draft, DraftStatus, Message, Mode, OutboxItem
 from bot.benchmarks.fake_platform import FakePlatform, inbound, signed
 from bot.rasa_stack import PROJECT, free_port, wait_for
 
@@ -90,33 +94,101 @@ async def test_always_reviewed_intent_waits_as_a_draft_with_alternatives(rasa, t
             assert platform.received == []
 
 
-async def test_complaint_hands_the_conversation_to_a_human(rasa, tmp_path) -> None:
+async def rasa_events(rasa_url: str, sender: str) -> list:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rasa_url}/conversations/{sender}/tracker") as response:
+            assert response.status == 200
+            return (await response.json())["events"]
+
+
+async def eventually(check, seconds: float = 15.0):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    for _ in range(int(seconds * 10)):
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {check}")
+
+
+async def test_complaint_opens_a_case_pauses_rasa_and_the_agent_takes_over(rasa, tmp_path) -> None:
     async with FakePlatform(SECRET) as platform:
         app = create_app(load_config(str(write_config(tmp_path, rasa.url, platform.url))))
         async with TestClient(TestServer(app)) as client:
+            store: Store = app[STORE_KEY]
             text = "ik wil een officiële klacht indienen, al drie keer gebeld en niemand belt terug"
             await client.post("/webhooks/hook", **signed(SECRET, inbound("m-3", "carol", text)))
-            store: Store = app[STORE_KEY]
-            for _ in range(100):
-                mode = store.transaction(lambda s: s.execute(select(Conversation.mode)).scalar())
-                if mode == Mode.human:
-                    break
-                await asyncio.sleep(0.1)
-            assert mode == Mode.human
-            # The bot's reply to a complaint is always reviewed; nothing went out on its own.
-            assert store.transaction(lambda s: s.execute(select(Draft.intent)).scalar()) == "complaint"
-            # A human holds the conversation now: a later message gets no bot reply or draft.
-            await client.post("/webhooks/hook", **signed(SECRET, inbound("m-4", "carol", "hallo??")))
-            for _ in range(50):
-                status = store.transaction(
-                    lambda s: s.execute(select(Message.status).where(Message.channel_message_id == "m-4")).scalar()
-                )
-                if status == "processed":
-                    break
-                await asyncio.sleep(0.1)
-            assert status == "processed"
-            assert store.transaction(lambda s: s.execute(select(func.count()).select_from(Draft)).scalar()) == 1
-            assert platform.received == []
+            case = await eventually(lambda: store.transaction(lambda s: s.execute(select(Case)).scalar()))
+            assert case.trigger == "complaint"
+            conversation = store.transaction(lambda s: s.get(Conversation, case.conversation_id))
+            assert conversation.mode == Mode.human
+            # The customer hears a colleague takes over (with the waiting time or when we open);
+            # the bot's own answer is kept in the case for the agent, not sent; no draft.
+            [notice] = await platform.wait_for(1)
+            assert notice["idempotency_key"] == f"case:{case.id}:handover" and "collega" in notice["text"]
+            assert case.snapshot["bot_suggestion"] and store.transaction(
+                lambda s: s.execute(select(func.count()).select_from(Draft)).scalar()) == 0
+            sender = conversation.rasa_sender_id
+            # Rasa's tracker is paused ...
+            await eventually(lambda: _has_event(rasa.url, sender, "pause"))
+            # ... and the case got Rasa's slots and its CRM status (not linked to a CRM customer)
+            enriched = await eventually(lambda: store.transaction(
+                lambda s: s.execute(select(Case).where(Case.crm_status != "pending")).scalar()))
+            assert enriched.crm_status == "not_linked" and enriched.slots.get("language") == "nl"
+
+            # ... so later customer messages get no bot reply, but are logged in the tracker
+            # with their intent, and the agent sees them in the case.
+            for number, later in enumerate(["hallo??", "wanneer zijn jullie open", "ik wil een mens"]):
+                await client.post("/webhooks/hook", **signed(SECRET, inbound(f"m-h{number}", "carol", later)))
+            await eventually(lambda: store.transaction(lambda s: s.execute(
+                select(func.count()).select_from(Message)
+                .where(Message.direction == "in", Message.status == "processed")).scalar()) == 4)
+            events = await rasa_events(rasa.url, sender)
+            assert [e["text"] for e in events if e["event"] == "user"][-3:] == [
+                "hallo??", "wanneer zijn jullie open", "ik wil een mens"]
+            pause_at = max(i for i, e in enumerate(events) if e["event"] == "pause")
+            assert not [e for e in events[pause_at:] if e["event"] == "bot"]  # the bot stayed quiet
+            await asyncio.sleep(0.5)
+            assert len(platform.received) == 1
+            assert store.transaction(lambda s: s.execute(select(func.count()).select_from(Case)).scalar()) == 1
+            detail = store.transaction(cases.case_detail, case.id)
+            assert [t["intent"] for t in detail["transcript"] if t["direction"] == "in"][2] == "contact_hours"
+
+            # The agent's reply reaches the customer and Rasa's tracker.
+            agent = store.transaction(lambda s: create_user(s, "anna", "correct horse battery", "agent", "Anna"))
+            store.transaction(cases.reply, case.id, agent, "Ik pak je klacht persoonlijk op.", "token-123456")
+            app[TRACKER_SYNC_KEY].wake()
+            app[DISPATCHER_KEY].wake()
+            received = await platform.wait_for(2)
+            assert received[1]["text"] == "Ik pak je klacht persoonlijk op."
+            await eventually(lambda: _has_bot_text(rasa.url, sender, "Ik pak je klacht persoonlijk op."))
+
+            # Closing ends the contact (the agent's root cause, handled by a human), asks for a
+            # rating once, and hands the conversation back: resume, and the bot answers again.
+            store.transaction(cases.close, case.id, agent, "service_complaint", "Teruggebeld.", app[CASES_KEY])
+            app[TRACKER_SYNC_KEY].wake()
+            app[DISPATCHER_KEY].wake()
+            received = await platform.wait_for(3)
+            assert received[2]["idempotency_key"] == "csat:1" and len(received[2]["buttons"]) == 5
+            contact = store.transaction(lambda s: s.execute(select(Contact)).scalar_one())
+            assert (contact.root_cause, contact.root_cause_source, contact.handled_by, contact.case_id) == (
+                "service_complaint", "agent", "human", case.id)
+            assert contact.customer_messages == 4 and contact.first_response_seconds is not None
+            await client.post("/webhooks/hook", **signed(SECRET, inbound("m-after", "carol",
+                                                                          "wanneer zijn jullie open?")))
+            received = await platform.wait_for(4)
+            assert received[3]["idempotency_key"].startswith("reply:")
+            assert await _has_event(rasa.url, sender, "resume")
+
+
+async def _has_event(rasa_url: str, sender: str, kind: str) -> bool:
+    return any(e["event"] == kind for e in await rasa_events(rasa_url, sender))
+
+
+async def _has_bot_text(rasa_url: str, sender: str, text: str) -> bool:
+    return any(e["event"] == "bot" and e.get("text") == text for e in await rasa_events(rasa_url, sender))
 
 
 def start_service(config: Path, port: int) -> subprocess.Popen:

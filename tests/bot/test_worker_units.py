@@ -8,7 +8,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 from sqlalchemy import select, update
 
+from bot.cases import CaseSettings, default_settings
 from bot.config import DEFAULTS
+from bot.opening_hours import WEEKDAYS, OpeningHours
 from bot.customer_texts import customer_text
 from bot.drafting import DraftingPolicy
 from bot.intake import MAX_TEXT_CHARS, store_inbound
@@ -16,6 +18,8 @@ from bot.outbox import enqueue
 from bot.rasa_client import RasaReply
 from bot.store.database import Store
 from bot.store.models import (
+    Case,
+    TrackerEvent,
     Conversation,
     Customer,
     Draft,
@@ -40,6 +44,9 @@ from bot.worker import (
 from connectors.base import InboundMessage
 
 OWNER = "worker-a"
+# Always closed, so the handover notice does not depend on the time the tests run.
+CLOSED = CaseSettings(default_settings().taxonomy,
+                      OpeningHours.from_config({"timezone": "UTC", **{d: "closed" for d in WEEKDAYS}}))
 POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
 BUTTONS = [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}]
 ALTERNATIVES = [
@@ -88,7 +95,8 @@ def job_for(store: Store, conversation_id: int, owner: str = OWNER) -> Job:
 
 def apply(store: Store, job: Job, rasa: RasaReply, owner: str = OWNER) -> Tuple[bool, Optional[Job]]:
     """apply_reply in one transaction: (anything queued, the conversation's next job or None)."""
-    return store.transaction(apply_reply, job, rasa, POLICY, owner)
+    applied = store.transaction(apply_reply, job, rasa, POLICY, owner, CLOSED)
+    return applied.queued, applied.next_job
 
 
 def get(store: Store, model, key):
@@ -285,16 +293,26 @@ def test_always_reviewed_intent_and_flagged_customer_are_drafted(store: Store) -
     assert "vip" in reasons[1]
 
 
-def test_handover_instruction_switches_to_human_and_is_not_sent(store: Store) -> None:
-    first = receive(store, "m1")
+def test_handover_instruction_opens_a_case_and_tells_the_wait(store: Store) -> None:
+    first = receive(store, "m1", language_hint="en")
     job = job_for(store, first.conversation_id)
-    custom = {"custom": {"webcare": {"handover": {"reason": "complaint"}}}}
+    custom = {"custom": {"webcare": {"handover": {"reason": "complaint", "details": {"words": ["awful"]}}}}}
     rasa = reply([{"text": "I'll pass you on to a colleague."}, custom], intent="ask_human", confidence=0.97)
-    assert apply(store, job, rasa) == (True, None)
-    assert get(store, Conversation, first.conversation_id).mode == Mode.human
+    applied = store.transaction(apply_reply, job, rasa, POLICY, OWNER, CLOSED)
+    assert applied.queued is True and applied.next_job is None and applied.case_id is not None
+    conversation = get(store, Conversation, first.conversation_id)
+    assert conversation.mode == Mode.human
+    case = get(store, Case, applied.case_id)
+    assert case.trigger == "complaint" and case.trigger_details["words"] == ["awful"]
+    assert case.trigger_details["intent"] == "ask_human"
+    # the customer gets the service's notice (with when we open), not the bot's text
     [sent] = all_of(store, OutboxItem)
-    assert sent.payload == {"text": "I'll pass you on to a colleague."}
+    assert sent.payload == {"text": customer_text("handover_closed_unknown", "en")}
+    assert case.snapshot["bot_suggestion"] == [{"text": "I'll pass you on to a colleague."}]
     assert all("custom" not in m.payload for m in all_of(store, Message))
+    # the tracker gets a pause
+    [pause] = all_of(store, TrackerEvent)
+    assert pause.events == [{"event": "pause"}] and pause.rasa_sender_id == conversation.rasa_sender_id
 
 
 def test_handover_in_a_drafted_reply_still_switches(store: Store) -> None:
@@ -303,7 +321,20 @@ def test_handover_in_a_drafted_reply_still_switches(store: Store) -> None:
     rasa = reply([custom], intent="complaint", confidence=0.99)
     apply(store, job_for(store, first.conversation_id), rasa)
     assert get(store, Conversation, first.conversation_id).mode == Mode.human
-    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []  # nothing visible to draft
+    assert all_of(store, Draft) == []  # always-review intent, but a handover is not a draft
+    assert [i.idempotency_key for i in all_of(store, OutboxItem)] == ["case:1:handover"]
+
+
+def test_a_human_held_conversation_gets_no_bot_reply(store: Store) -> None:
+    first = receive(store, "m1")
+    set_conversation(store, first.conversation_id, mode=Mode.human)
+    job = job_for(store, first.conversation_id)
+    assert job.mode == Mode.human
+    applied = store.transaction(apply_reply, job, reply(), POLICY, OWNER, CLOSED)
+    assert applied.queued is False and applied.case_id is None
+    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []
+    message = get(store, Message, first.message_id)
+    assert message.status == "processed" and message.nlu["intent"]["name"] == "tariffs"
 
 
 def test_applying_the_same_reply_twice_queues_once(store: Store) -> None:
@@ -386,21 +417,22 @@ def test_route_to_agent_marks_processed_without_a_reply(store: Store) -> None:
 def test_fail_to_agent_hands_over_and_tells_the_customer(store: Store) -> None:
     first = receive(store, "m1", language_hint="en")
     job = job_for(store, first.conversation_id)
-    store.transaction(fail_to_agent, job, "Rasa refused the message: 400 bad")
+    case_id = store.transaction(fail_to_agent, job, "Rasa refused the message: 400 bad", CLOSED)
+    assert get(store, Case, case_id).trigger == "rasa_refused"
     message = get(store, Message, first.message_id)
     assert message.status == "failed" and message.last_error == "Rasa refused the message: 400 bad"
     assert message.processed_at is not None
     assert get(store, Conversation, first.conversation_id).mode == Mode.human
     [notice] = all_of(store, OutboxItem)
-    assert notice.idempotency_key == f"handover:{first.message_id}"
-    assert notice.payload == {"text": customer_text("handed_to_agent", "en")}
+    assert notice.idempotency_key == f"case:{case_id}:handover"
+    assert notice.payload == {"text": customer_text("handover_closed_unknown", "en")}
     assert notice.recipient == "42" and notice.conversation_id == first.conversation_id
 
     # already human: a second refusal does not repeat the notice
     second = receive(store, "m2")
     job2 = store.transaction(next_job, first.conversation_id, OWNER)
     assert job2.message_id == second.message_id
-    store.transaction(fail_to_agent, job2, "again")
+    assert store.transaction(fail_to_agent, job2, "again", CLOSED) is None  # the same case
     assert get(store, Message, second.message_id).status == "failed"
     assert len(all_of(store, OutboxItem)) == 1
 
@@ -418,10 +450,10 @@ def test_fail_to_agent_on_a_handled_message_does_nothing(store: Store) -> None:
 def test_fail_to_agent_uses_dutch_by_default(store: Store) -> None:
     first = receive(store, "m1")
     job = job_for(store, first.conversation_id)
-    store.transaction(fail_to_agent, job, "refused")
+    store.transaction(fail_to_agent, job, "refused", CLOSED)
     [notice] = all_of(store, OutboxItem)
-    assert notice.payload == {"text": customer_text("handed_to_agent", None)}
-    assert notice.payload["text"].startswith("Ik heb je vraag")
+    assert notice.payload == {"text": customer_text("handover_closed_unknown", None)}
+    assert notice.payload["text"].startswith("Een collega")
 
 
 def test_an_attachment_is_acknowledged_and_put_before_an_agent(store: Store) -> None:

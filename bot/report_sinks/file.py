@@ -1,0 +1,74 @@
+"""The ``file`` report sink: ``<directory>/<yyyy-mm-dd>-<owner>.json`` and ``.md``, atomically."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+from bot.report_sinks.base import ReportSink, ReportSinkError
+
+
+def safe_name(owner: str) -> str:
+    """An owner as a file name part (``team e-mail`` → ``team_e-mail``)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", owner).strip("._") or "owner"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class FileSink(ReportSink):
+    """Writes each owner's digest as JSON and Markdown into ``directory``."""
+
+    type_name = "file"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> "FileSink":
+        unknown = set(options) - {"directory"}
+        if unknown:
+            raise ReportSinkError(f"file sink: unknown option(s) {sorted(unknown)}; known: ['directory']")
+        directory = options.get("directory", "var/digests")
+        if not isinstance(directory, str) or not directory.strip():
+            raise ReportSinkError("file sink: 'directory' must be a folder path")
+        return cls(Path(directory))
+
+    def paths(self, digest: Dict[str, Any]) -> List[Path]:
+        stem = f"{digest['date']}-{safe_name(str(digest['owner']))}"
+        return [self.directory / f"{stem}.json", self.directory / f"{stem}.md"]
+
+    async def deliver(self, digest: Dict[str, Any]) -> None:
+        from bot.digest import digest_markdown
+
+        json_path, md_path = self.paths(digest)
+        body = json.dumps(digest, indent=2, ensure_ascii=False) + "\n"
+        markdown = digest_markdown(digest)
+
+        def write() -> None:
+            write_atomically(json_path, body)
+            write_atomically(md_path, markdown)
+
+        await asyncio.get_running_loop().run_in_executor(None, write)
+
+    def describe(self) -> str:
+        return f"file:{self.directory}"
