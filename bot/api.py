@@ -160,6 +160,9 @@ async def reject(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     result = await _store(request).run(drafts.reject, _draft_id(request), request[auth.USER_KEY],
                                        body.get("reason"), _cases(request))
+    from bot.app import case_opened
+
+    case_opened(request.app, result["case_id"])  # its CRM profile and slots
     _woken(request)
     return web.json_response(result)
 

@@ -105,6 +105,7 @@ def create_app(config: Config) -> web.Application:
     app[CONTACTS_KEY] = ContactCloser(store, cases.taxonomy, float(contacts.get("idle_minutes", 30)),
                                       bool(contacts.get("csat", True)), on_outbox=dispatcher.wake)
     worker.on_outbox = dispatcher.wake
+    tracker_sync.on_release = worker.wake
     app[WORKER_KEY] = worker
     app[DISPATCHER_KEY] = dispatcher
     intake = Intake(store, worker if config.worker.enabled else None)

@@ -31,7 +31,7 @@ import logging
 import math
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import audit
@@ -376,13 +376,35 @@ def _queue(session: Session, broadcast: Broadcast, channel: str, budget: int, no
 
 
 def skip_customer(session: Session, customer_id: int, error: str = "opted out") -> int:
-    """The customer said "stop": their pending announcements are skipped (not yet queued ones)."""
-    result = session.execute(
+    """The customer said "stop": announcements not sent yet are skipped.
+
+    Pending recipients are skipped; queued ones too when their outbox item has not left yet
+    (pending and not leased by a dispatcher, whose send may be under way).
+    """
+    now = utcnow()
+    skipped = session.execute(
         update(BroadcastRecipient)
         .where(BroadcastRecipient.customer_id == customer_id, BroadcastRecipient.status == "pending")
-        .values(status="skipped", error=error, updated_at=utcnow())
-        .execution_options(synchronize_session=False))
-    return result.rowcount or 0
+        .values(status="skipped", error=error, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount or 0
+    queued = session.execute(
+        select(BroadcastRecipient.id, BroadcastRecipient.outbox_id)
+        .where(BroadcastRecipient.customer_id == customer_id, BroadcastRecipient.status == "queued",
+               BroadcastRecipient.outbox_id.is_not(None))).all()
+    for recipient_id, outbox_id in queued:
+        cancelled = session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == outbox_id, OutboxItem.status == OutboxStatus.pending,
+                   or_(OutboxItem.lease_until.is_(None), OutboxItem.lease_until < now))
+            .values(status=OutboxStatus.failed, last_error=error)
+            .execution_options(synchronize_session=False)).rowcount
+        if cancelled:
+            session.execute(
+                update(BroadcastRecipient).where(BroadcastRecipient.id == recipient_id)
+                .values(status="skipped", error=error, updated_at=now)
+                .execution_options(synchronize_session=False))
+            skipped += 1
+    return skipped
 
 
 class Broadcaster:

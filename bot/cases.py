@@ -68,6 +68,7 @@ MAX_RESOLUTION = 2000
 RECENT_CASE_DAYS = 90
 HISTORY_CONVERSATIONS = 20  # earlier conversations kept in a snapshot
 HISTORY_MESSAGES = 200  # messages per conversation kept in a snapshot
+EARLIER_MESSAGES = 50  # messages per earlier conversation kept in a snapshot
 
 # Triggers for which the customer is told a colleague takes over (with the waiting time).
 # ``draft_rejected``: the rejecting agent already holds the conversation and answers.
@@ -204,7 +205,9 @@ def open_case(
     Runs in the caller's transaction; see the module docstring for everything it does.
     """
     now = now or utcnow()
-    conversation = session.get(Conversation, conversation_id)
+    # Lock the conversation (PostgreSQL) so two openers serialise; a partial unique index
+    # (one open case per conversation) backs this up on every database.
+    conversation = session.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
     if conversation is None:
         raise NotFound(f"no conversation {conversation_id}")
     existing = session.execute(
@@ -262,6 +265,13 @@ def open_case(
     record(session, assign_to, "case.open", "case", case.id,
            {"trigger": trigger, "conversation_id": conversation.id, "details": details or {}})
     return case, True
+
+
+def has_open_case(session: Session, conversation_id: int) -> bool:
+    """Whether the conversation has a case that is not closed."""
+    return session.execute(
+        select(Case.id).where(Case.conversation_id == conversation_id, Case.status != CaseStatus.closed).limit(1)
+    ).first() is not None
 
 
 def _set_mode_human(session: Session, conversation: Conversation, assign_to: Optional[int]) -> None:
@@ -326,7 +336,10 @@ def earlier_conversations(session: Session, customer_id: int, exclude: Optional[
     from bot.identity_linking import customer_history
 
     history = customer_history(session, customer_id, HISTORY_CONVERSATIONS + 1)
-    return [c for c in reversed(history) if c["id"] != exclude][:HISTORY_CONVERSATIONS]
+    earlier = [c for c in reversed(history) if c["id"] != exclude][:HISTORY_CONVERSATIONS]
+    for conversation in earlier:  # a long-lived channel conversation: its newest messages
+        conversation["messages"] = conversation["messages"][-EARLIER_MESSAGES:]
+    return earlier
 
 
 def _since_last_case(session: Session, conversation_id: int, transcript: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -594,6 +607,9 @@ def case_detail(session: Session, case_id: Any, now: Optional[dt.datetime] = Non
         "notes": [{"id": n.id, "author": u.display_name, "text": n.text, "at": _iso(n.created_at)}
                   for n, u in notes],
         "recipient": identity.external_id,
+        # the CRM number the customer gave the bot; the agent confirms it by linking
+        "claimed_crm_ref": conversation.claimed_crm_ref,
+        "identity_id": identity.id,
     }
 
 
@@ -615,6 +631,8 @@ def link_customer(session: Session, case_id: Any, user: Any, identity_id: Any, c
     if identity is None or identity.customer_id != case.customer_id:
         raise BadRequest(f"identity {identity_id} does not belong to this case's customer")
     result = link_identity(session, identity_id, crm_ref, actor_id=user.id)
+    if conversation.claimed_crm_ref == crm_ref:
+        conversation.claimed_crm_ref = None  # confirmed
     session.flush()
     session.refresh(case)
     session.refresh(conversation)

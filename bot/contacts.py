@@ -24,7 +24,8 @@ import datetime as dt
 import logging
 from typing import Any, Dict, List, Optional, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.customer_texts import customer_text
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 REPEAT_WINDOW = dt.timedelta(days=7)  # set from reports.repeat_window_days at start-up
 BATCH = 200
+SWEEP_HORIZON = dt.timedelta(days=3)
 CSAT_COMMENT_MINUTES = 10.0  # set from contacts.csat_comment_minutes at start-up
 
 
@@ -211,14 +213,16 @@ def idle_conversations(session: Session, idle_minutes: float, now: Optional[dt.d
                        limit: int = BATCH) -> List[int]:
     """Bot-held conversations silent for ``idle_minutes`` with messages not yet in a contact."""
     now = now or utcnow()
-    newest = (select(Message.conversation_id, func.max(Message.id).label("last"))
-              .group_by(Message.conversation_id).subquery())
+    cutoff = now - dt.timedelta(minutes=idle_minutes)
+    # Only conversations that went quiet recently (index on last_message_at): older ones were
+    # closed by earlier sweeps; the horizon covers a service that was down for a while.
+    horizon = cutoff - SWEEP_HORIZON
+    newer = exists().where(Message.conversation_id == Conversation.id,
+                           Message.id > Conversation.contact_watermark)
     return list(session.execute(
         select(Conversation.id)
-        .join(newest, newest.c.conversation_id == Conversation.id)
-        .where(Conversation.mode != Mode.human,
-               Conversation.last_message_at < now - dt.timedelta(minutes=idle_minutes),
-               newest.c.last > Conversation.contact_watermark)
+        .where(Conversation.last_message_at < cutoff, Conversation.last_message_at >= horizon,
+               Conversation.mode != Mode.human, newer)
         .order_by(Conversation.last_message_at).limit(limit)
     ).scalars())
 
@@ -256,8 +260,12 @@ class ContactCloser:
         """Close what is idle now; returns the number of contacts made."""
         made = 0
         for conversation_id in await self.store.run(idle_conversations, self.idle_minutes):
-            contact_id = await self.store.run(close_idle, conversation_id, self.taxonomy,
-                                              self.idle_minutes, self.ask_csat)
+            try:
+                contact_id = await self.store.run(close_idle, conversation_id, self.taxonomy,
+                                                  self.idle_minutes, self.ask_csat)
+            except IntegrityError:  # another replica recorded this episode at the same moment
+                logger.info("contacts: conversation %s was closed by another replica", conversation_id)
+                continue
             made += contact_id is not None
         if made and self.on_outbox is not None:
             self.on_outbox()

@@ -29,10 +29,10 @@ TEXTS = {
               "so there's no need to repeat anything.",
     },
     "identify_found": {
-        "nl": "Dank je, ik heb je gegevens gevonden en dit gesprek eraan gekoppeld. Mijn collega's "
-              "zien nu je hele geschiedenis bij ons, op elk kanaal.",
-        "en": "Thanks, I've found your details and linked this chat to them. My colleagues can now "
-              "see your whole history with us, on every channel.",
+        "nl": "Dank je, ik heb je gegevens gevonden. Een collega bevestigt ze en koppelt dit gesprek "
+              "eraan; daarna zien mijn collega's je hele geschiedenis bij ons, op elk kanaal.",
+        "en": "Thanks, I've found your details. A colleague will confirm them and link this chat; "
+              "after that my colleagues can see your whole history with us, on every channel.",
     },
     "identify_not_found": {
         "nl": "Ik kan geen klant vinden met deze gegevens. Kijk je het nog even na? Je klantnummer "

@@ -1,11 +1,14 @@
-"""Carries out an action's "identify" request: find the customer in the CRM and link the chat.
+"""Carries out an action's "identify" request: find the customer in the CRM, for an agent to link.
 
 The identification form (``actions/identification.py``) asks the customer for their customer
 number, or postcode + house number, and sends ``{"webcare": {"identify": {...}}}``. The
-service looks the customer up in the CRM (within its timeout), links this channel identity
-to the CRM customer (:func:`bot.identity_linking.link_identity`: one customer, many channels,
-one history) and tells the customer the outcome. Nothing about the CRM record is revealed
-to the customer: an address is weak proof of identity.
+service looks the customer up in the CRM (within its timeout) and records the number found
+on the conversation as *claimed*; the customer is told the outcome, never what the CRM holds.
+The channel is not linked on the customer's word alone: a postcode and house number are
+public and customer numbers can be guessed, and a wrong link would show one customer's
+history to another and send their announcements to the wrong chat. An agent confirms the
+claim in the case view (:func:`agent_link`), which links the identity
+(:func:`bot.identity_linking.link_identity`: one customer, many channels, one history).
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from bot.crm.base import CrmAdapter, CrmError, CrmUnavailable
 from bot.customer_texts import customer_text
-from bot.identity_linking import link_identity
 from bot.outbox import enqueue
 from bot.store.database import Store
 from bot.store.models import Conversation
@@ -27,19 +29,17 @@ logger = logging.getLogger(__name__)
 
 def record_identification(session: Session, conversation_id: int, message_id: int,
                           channel: str, recipient: str, outcome: str,
-                          crm_ref: Optional[str]) -> Optional[int]:
-    """Link (when found) and tell the customer, in one transaction; returns the customer id."""
+                          crm_ref: Optional[str]) -> bool:
+    """Record the claimed number (when found) and tell the customer, in one transaction."""
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
-        return None
-    customer_id = None
+        return False
     if outcome == "found" and crm_ref:
-        result = link_identity(session, conversation.identity_id, crm_ref)
-        customer_id = result.customer_id
+        conversation.claimed_crm_ref = crm_ref[:64]
     enqueue(session, key=f"identify:{message_id}", channel=channel, recipient=recipient,
             payload={"text": customer_text(f"identify_{outcome}", conversation.language)},
             source="bot", conversation_id=conversation_id)
-    return customer_id
+    return True
 
 
 async def identify(store: Store, crm: Optional[CrmAdapter], job: Any, request: Dict[str, Any],
@@ -62,8 +62,14 @@ async def identify(store: Store, crm: Optional[CrmAdapter], job: Any, request: D
         except (CrmError, ValueError) as exc:
             logger.warning("identify: lookup refused: %s", exc)
             outcome = "not_found"
-    await store.run(record_identification, job.conversation_id, job.message_id, job.channel,
-                    job.recipient, outcome, crm_ref)
+    try:
+        await store.run(record_identification, job.conversation_id, job.message_id, job.channel,
+                        job.recipient, outcome, crm_ref)
+    except Exception:  # the customer was told "one moment": never leave them without an answer
+        logger.exception("identify: recording the outcome failed")
+        outcome = "unavailable"
+        await store.run(record_identification, job.conversation_id, job.message_id, job.channel,
+                        job.recipient, outcome, None)
     return outcome
 
 

@@ -103,12 +103,10 @@ def subscribe(session: Session, job: Any, args: Dict[str, Any]) -> bool:
             KnownIssueSubscription.known_issue_id == issue.id,
             KnownIssueSubscription.customer_id == conversation.customer_id)).scalar_one_or_none()
         if exists is None:
-            try:
-                with session.begin_nested():
-                    session.add(KnownIssueSubscription(known_issue_id=issue.id, customer_id=conversation.customer_id,
-                                                       identity_id=conversation.identity_id, subscribed_at=utcnow()))
-            except IntegrityError:  # a double click raced us: already subscribed
-                pass
+            # A double click racing this one makes the unique key refuse the second insert: the
+            # whole unit of work then fails and the worker retries it, finding the subscription.
+            session.add(KnownIssueSubscription(known_issue_id=issue.id, customer_id=conversation.customer_id,
+                                               identity_id=conversation.identity_id, subscribed_at=utcnow()))
         key, text = f"subscribe:{job.message_id}", customer_text("known_issue_subscribed", language)
         enqueue(session, key=key, channel=job.channel, recipient=job.recipient, payload={"text": text},
                 source="bot", conversation_id=conversation.id)

@@ -8,12 +8,17 @@ tracker always sees them in order. The worker flushes a conversation's rows befo
 that conversation's next customer message to Rasa (:meth:`TrackerSync.flush`): a ``resume``
 is in place before the first message after a case closes, a ``pause`` before the next
 message of a human-held conversation.
+
+Across replicas, a conversation's rows are only delivered by whoever holds that
+conversation's worker lease (the worker while answering it, or this task after taking the
+lease), so two replicas never post the same rows or post them out of order.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+import uuid
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote
@@ -28,7 +33,6 @@ from bot.store.models import TrackerEvent, utcnow
 
 logger = logging.getLogger(__name__)
 
-CLAIM_SECONDS = 30
 MAX_BACKOFF_SECONDS = 60.0
 BATCH = 50
 
@@ -69,6 +73,19 @@ def due_senders(session: Session, limit: int = BATCH) -> List[str]:
     ).scalars())
 
 
+def lease_sender(session: Session, sender: str, owner: str) -> Optional[int]:
+    """Take the worker lease of the sender's conversation; its id, or None if someone holds it."""
+    from bot.store.models import Conversation
+    from bot.worker import lease_conversation
+
+    conversation_id = session.execute(
+        select(Conversation.id).where(Conversation.rasa_sender_id == sender)
+        .order_by(Conversation.id.desc()).limit(1)).scalar_one_or_none()
+    if conversation_id is None or not lease_conversation(session, conversation_id, owner):
+        return None
+    return conversation_id
+
+
 def mark_delivered(session: Session, row_id: int) -> None:
     session.execute(
         update(TrackerEvent).where(TrackerEvent.id == row_id)
@@ -97,6 +114,8 @@ class TrackerSync:
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: Optional[aiohttp.ClientSession] = None
         self._wake = asyncio.Event()
+        self.owner = f"tracker-sync-{uuid.uuid4().hex[:12]}"
+        self.on_release: Optional[Any] = None  # wakes the worker after a lease was given back
         self._locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
     def wake(self) -> None:
@@ -116,7 +135,10 @@ class TrackerSync:
             raise RasaUnavailable(f"Rasa unreachable at {self.base}: {type(exc).__name__}") from exc
 
     async def flush(self, sender: str) -> int:
-        """Deliver the sender's undelivered rows now, in order; raises RasaUnavailable."""
+        """Deliver the sender's undelivered rows now, in order; raises RasaUnavailable.
+
+        The caller holds the conversation's worker lease (see the module docstring).
+        """
         lock = self._locks.get(sender)
         if lock is None:
             lock = self._locks[sender] = asyncio.Lock()
@@ -142,16 +164,38 @@ class TrackerSync:
                 senders = []
             for sender in senders:
                 try:
+                    conversation_id = await self.store.run(lease_sender, sender, self.owner)
+                except Exception:
+                    logger.exception("tracker sync: leasing the conversation of %s failed", sender)
+                    continue
+                if conversation_id is None:
+                    continue  # a worker holds it and flushes before its next Rasa call
+                try:
                     await self.flush(sender)
                 except RasaUnavailable as exc:
                     logger.warning("tracker sync: %s; retried with backoff", exc)
                 except Exception:
                     logger.exception("tracker sync: delivering events of %s failed", sender)
+                finally:
+                    await self._release(conversation_id)
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             except asyncio.TimeoutError:
                 pass
+
+    async def _release(self, conversation_id: int) -> None:
+        from bot.worker import release
+
+        def give_back(session: Session) -> None:
+            release(session, conversation_id, self.owner, 0)
+
+        try:
+            await self.store.run(give_back)
+            if self.on_release is not None:
+                self.on_release()  # messages that arrived meanwhile: the worker claims them now
+        except Exception:
+            logger.exception("tracker sync: could not release conversation %s", conversation_id)
 
     async def close(self) -> None:
         if self._session is not None:

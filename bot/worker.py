@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, S
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.cases import CaseSettings, default_settings, open_case
+from bot.cases import CaseSettings, default_settings, has_open_case, open_case
 from bot.customer_texts import customer_text
 from bot.drafting import DraftingPolicy
 from bot.outbox import enqueue
@@ -478,14 +478,22 @@ def has_received(session: Session, conversation_id: int, before: Optional[int] =
 def _apply(
     session: Session, job: Job, reply: RasaReply, policy: DraftingPolicy, settings: CaseSettings
 ) -> Tuple[bool, Optional[int], Optional[Dict[str, Any]]]:
-    message = session.get(Message, job.message_id)
-    if message is None or message.status != InboundStatus.received.value:
+    # Write first: the conditional UPDATE claims the message and takes the database's write
+    # lock (SQLite) before the conversation's mode is read, and the conversation row is
+    # locked (PostgreSQL), so a case opened meanwhile by an agent is seen here: no bot reply
+    # can slip out after a human took over.
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id == job.message_id, Message.status == InboundStatus.received.value)
+        .values(status=InboundStatus.processed.value, processed_at=utcnow(), nlu=reply.parse)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
         return False, None, None  # already handled (another worker after a lease expiry)
-    conversation = session.get(Conversation, job.conversation_id)
+    message = session.get(Message, job.message_id, populate_existing=True)
+    conversation = session.get(Conversation, job.conversation_id, with_for_update=True,
+                               populate_existing=True)
     customer = session.get(Customer, conversation.customer_id)
-    message.nlu = reply.parse
-    message.status = InboundStatus.processed.value
-    message.processed_at = utcnow()
     if reply.language:
         conversation.language = reply.language
     elif job.language_hint and not conversation.language:
@@ -493,7 +501,17 @@ def _apply(
 
     if conversation.mode == Mode.human:
         # A human holds the conversation: the bot never answers (whatever Rasa returned);
-        # the agent sees the message in the case, with its intent.
+        # the agent sees the message in the case, with its intent. A conversation handed over
+        # before cases existed gets its case now, so an agent sees it.
+        if not has_open_case(session, conversation.id):
+            case, created = open_case(session, conversation.id, "handover", settings, {"message_id": message.id})
+            return True, (case.id if created else None), None
+        if _visible(reply.messages):
+            # Rasa predicted answers, so its tracker is not paused (e.g. a new Rasa session
+            # began): pause it again; the answers themselves are never sent.
+            from bot.cases import tracker_events
+
+            tracker_events(session, conversation.rasa_sender_id, [{"event": "pause"}])
         return False, None, None
 
     queued = False
@@ -549,4 +567,12 @@ def _apply(
                 alternatives=reply.alternatives[:3],
                 reason=decision.reason,
             ))
+    elif not visible and not decision.silent and identify is None:
+        # Rasa answered nothing (e.g. a tracker still paused for a moment after a case
+        # closed): an agent answers instead, so the customer is never left waiting.
+        session.add(Draft(
+            conversation_id=conversation.id, inbound_message_id=message.id, messages=[],
+            intent=reply.intent, confidence=reply.confidence, alternatives=reply.alternatives[:3],
+            reason="the bot had no answer to this message: an agent must answer",
+        ))
     return queued, None, identify

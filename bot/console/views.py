@@ -253,10 +253,11 @@ async def _decide(request: web.Request, action: str) -> web.StreamResponse:
                 raise BadRequest("choose an alternative")
             result = await store.run(drafts.pick, draft_id, user, int(raw))
         else:
-            from bot.app import CASES_KEY
+            from bot.app import CASES_KEY, case_opened
 
             result = await store.run(drafts.reject, draft_id, user, _text_field(form, "reason"),
                                      request.app[CASES_KEY])
+            case_opened(request.app, result["case_id"])  # its CRM profile and slots
     except (BadRequest, Conflict) as error:
         # Show the draft again with the reason (and keep what the agent typed).
         return await _render_draft(request, draft_id, error=error.reason, status=error.status,

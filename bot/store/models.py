@@ -157,7 +157,10 @@ class Conversation(Base):
     """The ongoing exchange with one channel identity."""
 
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_identity_open", "identity_id", "closed_at"),)
+    __table_args__ = (
+        Index("ix_conversations_identity_open", "identity_id", "closed_at"),
+        Index("ix_conversations_last_message", "last_message_at"),
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
     customer_id: Mapped[int] = Column(ForeignKey("customers.id"), nullable=False, index=True)
@@ -178,6 +181,9 @@ class Conversation(Base):
     # After a CSAT rating: the contact whose optional comment the next message may be.
     csat_contact_id: Mapped[Optional[int]] = Column(Integer)
     csat_comment_until: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    # The CRM customer number the customer gave the bot (identification form); an agent
+    # confirms it before the channel is linked (an address or number alone proves little).
+    claimed_crm_ref: Mapped[Optional[str]] = Column(String(64))
 
     identity = relationship(ChannelIdentity, lazy="raise")
 
@@ -285,6 +291,9 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_status_opened", "status", "opened_at"),
         Index("ix_cases_customer", "customer_id", "opened_at"),
+        # at most one case per conversation that is not closed
+        Index("uq_cases_one_open_per_conversation", "conversation_id", unique=True,
+              sqlite_where=sql_text("status <> 'closed'"), postgresql_where=sql_text("status <> 'closed'")),
     )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
@@ -393,6 +402,8 @@ class Contact(Base):
         Index("ix_contacts_root_cause_started", "root_cause", "started_at"),
         Index("ix_contacts_customer_root_cause", "customer_id", "root_cause", "started_at"),
         Index("ix_contacts_conversation", "conversation_id", "id"),
+        # one contact per episode, even when two replicas close it at once
+        UniqueConstraint("conversation_id", "first_message_id", name="uq_contacts_episode"),
         # one sweep per (root cause, channel, handler) over a period, in index order, read from the
         # index alone (bot/reports.py)
         Index("ix_contacts_report", "root_cause", "channel", "handled_by", "started_at", "customer_id",

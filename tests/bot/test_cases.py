@@ -133,10 +133,12 @@ def test_a_backlog_raises_the_estimate(store: Store) -> None:
         session.add(Case(conversation_id=conversation.id, customer_id=conversation.customer_id,
                          trigger="complaint", status=CaseStatus.closed, opened_at=opened,
                          first_response_at=opened + dt.timedelta(minutes=2), snapshot={}))
-        for minutes_ago in (41, 20):  # two waiting, nobody answered them yet
-            session.add(Case(conversation_id=conversation.id, customer_id=conversation.customer_id,
+        for other, minutes_ago in ((second, 41), (third, 20)):  # two waiting, nobody answered yet
+            waiting = session.get(Conversation, other.conversation_id)
+            session.add(Case(conversation_id=waiting.id, customer_id=waiting.customer_id,
                              trigger="complaint", status=CaseStatus.open, snapshot={},
                              opened_at=MONDAY_NOON - dt.timedelta(minutes=minutes_ago)))
+    second, third = receive(store, "b", sender="43"), receive(store, "c", sender="44")
     store.transaction(seed)
     estimate = store.transaction(expected_wait, SETTINGS, MONDAY_NOON)
     assert estimate.minutes == 45 and "backlog" in estimate.basis

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 from sqlalchemy import select, update
 
-from bot.cases import CaseSettings, default_settings
+from bot.cases import CaseSettings, default_settings, open_case
 from bot.config import DEFAULTS
 from bot.opening_hours import WEEKDAYS, OpeningHours
 from bot.customer_texts import customer_text
@@ -327,12 +327,13 @@ def test_handover_in_a_drafted_reply_still_switches(store: Store) -> None:
 
 def test_a_human_held_conversation_gets_no_bot_reply(store: Store) -> None:
     first = receive(store, "m1")
-    set_conversation(store, first.conversation_id, mode=Mode.human)
+    store.transaction(open_case, first.conversation_id, "complaint", CLOSED)
     job = job_for(store, first.conversation_id)
     assert job.mode == Mode.human
     applied = store.transaction(apply_reply, job, reply(), POLICY, OWNER, CLOSED)
     assert applied.queued is False and applied.case_id is None
-    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []
+    assert [o.idempotency_key for o in all_of(store, OutboxItem)] == ["case:1:handover"]
+    assert all_of(store, Draft) == []
     message = get(store, Message, first.message_id)
     assert message.status == "processed" and message.nlu["intent"]["name"] == "tariffs"
 
@@ -380,12 +381,24 @@ def test_language_falls_back_to_the_message_hint(store: Store) -> None:
 
 def test_human_mode_reply_is_silent(store: Store) -> None:
     first = receive(store, "m1")
-    set_conversation(store, first.conversation_id, mode=Mode.human)
+    store.transaction(open_case, first.conversation_id, "request_human", CLOSED)
+    notices = len(all_of(store, OutboxItem))
     job = job_for(store, first.conversation_id)
     assert job.mode == Mode.human
     assert apply(store, job, reply()) == (False, None)
-    assert all_of(store, OutboxItem) == [] and all_of(store, Draft) == []
+    assert len(all_of(store, OutboxItem)) == notices and all_of(store, Draft) == []
     assert get(store, Message, first.message_id).status == "processed"
+
+
+def test_a_human_conversation_without_a_case_gets_one(store: Store) -> None:
+    """Handed over before cases existed: the next message opens a case so an agent sees it."""
+    first = receive(store, "m1")
+    set_conversation(store, first.conversation_id, mode=Mode.human)
+    applied = store.transaction(apply_reply, job_for(store, first.conversation_id), reply(), POLICY, OWNER, CLOSED)
+    assert applied.case_id is not None and get(store, Case, applied.case_id).trigger == "handover"
+    assert all_of(store, Draft) == []
+    [notice] = all_of(store, OutboxItem)
+    assert notice.idempotency_key == f"case:{applied.case_id}:handover"
 
 
 def test_assist_mode_drafts_everything(store: Store) -> None:
@@ -502,3 +515,20 @@ def _job(**overrides: Any) -> Job:
 ])
 def test_rasa_text(overrides: Dict[str, Any], expected: str) -> None:
     assert rasa_text(_job(**overrides)) == expected
+
+
+def test_an_empty_bot_answer_goes_to_an_agent(store: Store) -> None:
+    """Rasa said nothing (its tracker still paused a moment after a case closed): a draft for an agent."""
+    first = receive(store, "m1")
+    assert apply(store, job_for(store, first.conversation_id), reply(messages=[])) == (False, None)
+    [draft] = all_of(store, Draft)
+    assert draft.messages == [] and draft.status == DraftStatus.pending and "no answer" in draft.reason
+    assert all_of(store, OutboxItem) == []
+
+
+def test_bot_answers_in_a_human_held_conversation_pause_the_tracker_again(store: Store) -> None:
+    first = receive(store, "m1")
+    store.transaction(open_case, first.conversation_id, "complaint", CLOSED)
+    apply(store, job_for(store, first.conversation_id), reply())  # Rasa answered: not paused
+    assert [e.events for e in all_of(store, TrackerEvent)] == [[{"event": "pause"}], [{"event": "pause"}]]
+    assert len(all_of(store, OutboxItem)) == 1  # only the handover notice
