@@ -114,13 +114,17 @@ def clean_inbound(inbound: InboundMessage) -> InboundMessage:
 
 
 def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Conversation:
-    """The open conversation of the sender's channel identity, created on first contact."""
+    """The open conversation of the sender's channel identity, created on first contact.
+
+    ``session.info["first_contact"]`` tells the caller whether the identity is new.
+    """
     identity = session.execute(
         select(ChannelIdentity).where(
             ChannelIdentity.channel == inbound.channel,
             ChannelIdentity.external_id == inbound.sender_id,
         )
     ).scalar_one_or_none()
+    session.info["first_contact"] = identity is None
     if identity is None:
         customer = Customer(display_name=_name(inbound.sender_name), language=_language(inbound.language_hint))
         session.add(customer)
@@ -135,7 +139,7 @@ def find_or_create_conversation(session: Session, inbound: InboundMessage) -> Co
         session.flush()
     elif not identity.reachable:
         identity.reachable = True  # they wrote to us again: they unblocked the bot
-    conversation = session.execute(
+    conversation = None if session.info["first_contact"] else session.execute(
         select(Conversation)
         .where(Conversation.identity_id == identity.id, Conversation.closed_at.is_(None))
         .order_by(Conversation.id.desc())
@@ -190,11 +194,13 @@ def store_inbound(session: Session, inbound: InboundMessage, lease_for: Optional
     session.flush()
     job = None
     if lease_for is not None and lease_conversation(session, conversation.id, lease_for):
-        # Leased just now: this message is the job unless older ones still wait.
-        if has_received(session, conversation.id, before=message.id):
+        # Leased just now: this message is the job unless older ones still wait. A first
+        # contact has nothing older and no tracker events yet.
+        first_contact = bool(session.info.get("first_contact"))
+        if not first_contact and has_received(session, conversation.id, before=message.id):
             job = next_job(session, conversation.id, lease_for)
         else:
-            job = build_job(session, conversation, message)
+            job = build_job(session, conversation, message, tracker_pending=None if not first_contact else False)
     return AcceptResult(message.id, conversation.id, duplicate=False, truncated=truncated, job=job)
 
 

@@ -316,8 +316,12 @@ def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job
     return build_job(session, conversation, message)
 
 
-def build_job(session: Session, conversation: Conversation, message: Message) -> Job:
-    """The Job for ``message`` of ``conversation`` (whose lease the caller holds)."""
+def build_job(session: Session, conversation: Conversation, message: Message,
+              tracker_pending: Optional[bool] = None) -> Job:
+    """The Job for ``message`` of ``conversation`` (whose lease the caller holds).
+
+    ``tracker_pending``: known by the caller (a first contact has no tracker events), else read.
+    """
     identity = session.get(ChannelIdentity, conversation.identity_id)
     return Job(
         message_id=message.id,
@@ -334,7 +338,8 @@ def build_job(session: Session, conversation: Conversation, message: Message) ->
         language_hint=message.language_hint,
         attachment=((message.payload or {}).get("metadata") or {}).get("attachment"),
         command=((message.payload or {}).get("metadata") or {}).get("command"),
-        tracker_pending=has_pending(session, conversation.rasa_sender_id),
+        tracker_pending=(has_pending(session, conversation.rasa_sender_id)
+                         if tracker_pending is None else tracker_pending),
         csat_comment_open=bool(conversation.csat_contact_id and conversation.csat_comment_until
                                and conversation.csat_comment_until > utcnow()),
     )
@@ -490,7 +495,6 @@ def _apply(
     )
     if claimed.rowcount != 1:
         return False, None, None  # already handled (another worker after a lease expiry)
-    message = session.get(Message, job.message_id, populate_existing=True)
     conversation = session.get(Conversation, job.conversation_id, with_for_update=True,
                                populate_existing=True)
     customer = session.get(Customer, conversation.customer_id)
@@ -504,7 +508,7 @@ def _apply(
         # the agent sees the message in the case, with its intent. A conversation handed over
         # before cases existed gets its case now, so an agent sees it.
         if not has_open_case(session, conversation.id):
-            case, created = open_case(session, conversation.id, "handover", settings, {"message_id": message.id})
+            case, created = open_case(session, conversation.id, "handover", settings, {"message_id": job.message_id})
             return True, (case.id if created else None), None
         if _visible(reply.messages):
             # Rasa predicted answers, so its tracker is not paused (e.g. a new Rasa session
@@ -516,7 +520,7 @@ def _apply(
 
     queued = False
     if job.truncated:
-        enqueue(session, key=f"notice:{message.id}:too_long", channel=job.channel, recipient=job.recipient,
+        enqueue(session, key=f"notice:{job.message_id}:too_long", channel=job.channel, recipient=job.recipient,
                 payload={"text": customer_text("message_too_long", conversation.language)},
                 source="bot", conversation_id=conversation.id)
         queued = True
@@ -531,7 +535,7 @@ def _apply(
         reason = str(handover.get("reason") or "handover")
         details = handover.get("details") if isinstance(handover.get("details"), dict) else {}
         details = {**details, "intent": reply.intent, "confidence": reply.confidence,
-                   "message_id": message.id}
+                   "message_id": job.message_id}
         case, created = open_case(session, conversation.id, reason, settings, details,
                                   bot_suggestion=visible)
         return True, (case.id if created else None), None
@@ -547,7 +551,7 @@ def _apply(
     if visible and not decision.silent:
         if decision.auto_send:
             for index, payload in enumerate(visible):
-                enqueue(session, key=f"reply:{message.id}:{index}", channel=job.channel,
+                enqueue(session, key=f"reply:{job.message_id}:{index}", channel=job.channel,
                         recipient=job.recipient, payload=payload, source="bot",
                         conversation_id=conversation.id)
             queued = True
@@ -560,7 +564,7 @@ def _apply(
             )
             session.add(Draft(
                 conversation_id=conversation.id,
-                inbound_message_id=message.id,
+                inbound_message_id=job.message_id,
                 messages=visible,
                 intent=reply.intent,
                 confidence=reply.confidence,
@@ -571,7 +575,7 @@ def _apply(
         # Rasa answered nothing (e.g. a tracker still paused for a moment after a case
         # closed): an agent answers instead, so the customer is never left waiting.
         session.add(Draft(
-            conversation_id=conversation.id, inbound_message_id=message.id, messages=[],
+            conversation_id=conversation.id, inbound_message_id=job.message_id, messages=[],
             intent=reply.intent, confidence=reply.confidence, alternatives=reply.alternatives[:3],
             reason="the bot had no answer to this message: an agent must answer",
         ))

@@ -53,8 +53,8 @@ def percentile(values: List[float], q: float) -> float:
 async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url: str) -> Dict[str, Any]:
     from bot.app import STORE_KEY, WORKER_KEY, create_app
     from bot.config import load_config
-    from bot.store.models import Message, OutboxItem
-    from sqlalchemy import select
+    from bot.store.models import Case, Draft, Message, OutboxItem
+    from sqlalchemy import func, select
 
     os.environ["WEBCARE_BENCH_SECRET"] = SECRET
     async with FakePlatform(SECRET) as platform:
@@ -119,7 +119,14 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
             deadline = time.monotonic() + 60
             while len({r["idempotency_key"] for r in platform.received}) < len(expected) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            # Answered: a bot reply went out, or the message was handed to a human (a case
+            # opened on it, or a draft waits for an agent) -- never left without either.
             answered = {key.split(":")[1] for key in expected if key.startswith("reply:")}
+            answered |= {str((c or {}).get("message_id")) for c in store.transaction(
+                lambda s: s.execute(select(Case.trigger_details)).scalars().all())}
+            answered |= {str(i) for i in store.transaction(
+                lambda s: s.execute(select(Draft.inbound_message_id)).scalars().all())}
+            handed_over = store.transaction(lambda s: s.execute(select(func.count()).select_from(Case)).scalar())
             inbound_ids = store.transaction(
                 lambda s: s.execute(select(Message.id).where(Message.direction == "in")).scalars().all()
             )
@@ -144,6 +151,7 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
         "rasa_mean_ms": round(statistics.fmean(rasa_ms), 2),
         "lost": lost,
         "duplicated": duplicated,
+        "handed_over": handed_over,  # complaints, requests for a person, upset customers: cases
     }
 
 
