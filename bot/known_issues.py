@@ -149,10 +149,11 @@ def open_known_issue(session: Session, user: Any, root_cause: Any, title: Any, t
                        known_issue_id=existing)
     issue = KnownIssue(root_cause=root_cause, status=KnownIssueStatus.open, opened_by=getattr(user, "id", None),
                        opened_at=utcnow(), **values)
+    session.add(issue)
     try:
-        with session.begin_nested():
-            session.add(issue)
-            session.flush()
+        # No SAVEPOINT (pysqlite would commit it on its own): a refused insert fails the whole
+        # unit of work, which the caller's transaction rolls back; nothing else was written.
+        session.flush()
     except IntegrityError:  # opened concurrently: the partial unique index said no
         raise Conflict("a known issue is already open for this root cause; resolve it first") from None
     audit.record(session, getattr(user, "id", None), "known_issue.open", "known_issue", issue.id,
