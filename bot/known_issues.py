@@ -23,7 +23,6 @@ from bot.outbox import enqueue
 from bot.root_causes import Taxonomy
 from bot.service_commands import button_payload, handler
 from bot.store.models import (
-    Broadcast,
     Contact,
     Conversation,
     KnownIssue,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -36,25 +35,11 @@ POSTGRES_SERVER = os.environ.get("WEBCARE_TEST_POSTGRES", "postgresql://postgres
 
 @contextmanager
 def fresh_postgres_database(prefix: str = "webcare_test") -> Iterator[str]:
-    """Create a uniquely named, empty database; yield its URL; drop it afterwards."""
-    import psycopg2
-    from sqlalchemy.engine import make_url
+    """Create a uniquely named, empty database on the test server; yield its URL; drop it."""
+    from bot.store.database import fresh_postgres_database as fresh
 
-    server = make_url(POSTGRES_SERVER)
-    params = dict(host=server.host, port=server.port or 5432, user=server.username)
-    if server.password:
-        params["password"] = server.password
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield str(server.set(drivername="postgresql+psycopg2", database=name))
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh(POSTGRES_SERVER, prefix) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

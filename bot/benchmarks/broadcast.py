@@ -34,10 +34,9 @@ from typing import Any, Deque, Dict, List, Optional
 import aiohttp
 import yaml
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
+from bot.benchmarks.fake_platform import SignedCallbackServer
 from bot.rasa_stack import PROJECT, free_port
-from connectors.signing import SIGNATURE_HEADER, verify
 
 SECRET = "bench-broadcast-secret"
 ROOT_CAUSE = "billing_amount"
@@ -45,11 +44,11 @@ ADMIN, PASSWORD = "bench-admin", "bench-admin-password"
 CHANNEL = "bench"
 
 
-class RateLimitedPlatform:
+class RateLimitedPlatform(SignedCallbackServer):
     """A messaging platform on loopback: at most ``rate`` messages per second, 429 beyond."""
 
     def __init__(self, secret: str, rate: int, window: float = 1.0) -> None:
-        self.secret = secret
+        super().__init__(secret)
         self.rate = rate
         self.window = window
         self.accepted: Dict[str, Dict[str, Any]] = {}  # idempotency key -> first accepted delivery
@@ -58,29 +57,10 @@ class RateLimitedPlatform:
         self.delivery_times: List[float] = []
         self.same_key_retries = 0
         self.throttled = 0
-        self.bad_signatures = 0
         self._recent: Deque[float] = collections.deque()
         self.refuse: Dict[str, int] = {}  # recipient -> HTTP status to answer instead (tests: 400, 410)
-        app = web.Application()
-        app.router.add_post("/callback", self._callback)
-        self.server = TestServer(app, host="127.0.0.1")
 
-    async def __aenter__(self) -> "RateLimitedPlatform":
-        await self.server.start_server()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.server.close()
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/callback"))
-
-    async def _callback(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if not verify(self.secret, body, request.headers.get(SIGNATURE_HEADER)):
-            self.bad_signatures += 1
-            return web.json_response({"error": "bad signature"}, status=401)
+    async def accept(self, data: Dict[str, Any]) -> web.Response:
         now = time.monotonic()
         while self._recent and now - self._recent[0] >= self.window:
             self._recent.popleft()
@@ -89,7 +69,6 @@ class RateLimitedPlatform:
             return web.json_response({"ok": False, "error_code": 429, "parameters": {"retry_after": 1}},
                                      status=429, headers={"Retry-After": "1"})
         self._recent.append(now)
-        data = json.loads(body)
         key, recipient = data["idempotency_key"], str(data["recipient"])
         self.requests_per_recipient[recipient] += 1
         if recipient in self.refuse:

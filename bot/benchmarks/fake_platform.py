@@ -11,19 +11,21 @@ from aiohttp.test_utils import TestServer
 from connectors.signing import SIGNATURE_HEADER, sign, verify
 
 
-class FakePlatform:
-    """Records every signed callback in ``received`` (answers with a platform message id)."""
+class SignedCallbackServer:
+    """A platform on loopback that receives the signed webhook connector's callbacks.
+
+    Checks the signature (401 and counted in ``bad_signatures`` when wrong) and hands the
+    parsed body to :meth:`accept`, which subclasses implement.
+    """
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
-        self.received: List[Dict[str, Any]] = []
         self.bad_signatures = 0
-        self._arrived = asyncio.Condition()
         app = web.Application()
         app.router.add_post("/callback", self._callback)
         self.server = TestServer(app, host="127.0.0.1")
 
-    async def __aenter__(self) -> "FakePlatform":
+    async def __aenter__(self) -> "SignedCallbackServer":
         await self.server.start_server()
         return self
 
@@ -39,8 +41,23 @@ class FakePlatform:
         if not verify(self.secret, body, request.headers.get(SIGNATURE_HEADER)):
             self.bad_signatures += 1
             return web.json_response({"error": "bad signature"}, status=401)
+        return await self.accept(json.loads(body))
+
+    async def accept(self, data: Dict[str, Any]) -> web.Response:
+        raise NotImplementedError
+
+
+class FakePlatform(SignedCallbackServer):
+    """Records every signed callback in ``received`` (answers with a platform message id)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__(secret)
+        self.received: List[Dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
+
+    async def accept(self, data: Dict[str, Any]) -> web.Response:
         async with self._arrived:
-            self.received.append(json.loads(body))
+            self.received.append(data)
             self._arrived.notify_all()
         return web.json_response({"message_id": f"p{len(self.received)}"})
 

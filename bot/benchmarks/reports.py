@@ -17,12 +17,12 @@ import io
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from sqlalchemy.engine import Engine, make_url
 
+from bot.store.database import fresh_postgres_database
 from bot.reports import (
     Period,
     chart_data,
@@ -261,23 +261,8 @@ def fresh_database(database_url: Optional[str]) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="webcare-bench-reports-") as folder:
             yield f"sqlite:///{Path(folder) / 'reports.db'}"
         return
-    import psycopg2
-
-    server = make_url(database_url)
-    params = dict(host=server.host or "127.0.0.1", port=server.port or 5432, user=server.username)
-    if server.password:
-        params["password"] = server.password
-    name = f"webcare_bench_reports_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(dbname="postgres", **params)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield str(server.set(drivername="postgresql+psycopg2", database=name))
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database(database_url, "webcare_bench_reports") as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- running

@@ -1,10 +1,9 @@
 """Find and build the configured report sinks (entry point name or dotted path)."""
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import Any, List, Mapping, Sequence, Type
 
+from bot.plugins import plugin_class
 from bot.report_sinks.base import ReportSink, ReportSinkError
 
 ENTRY_POINT_GROUP = "webcare.report_sinks"
@@ -23,30 +22,8 @@ def sink_class(type_name: str) -> Type[ReportSink]:
     name = str(type_name or "").strip()
     if not name:
         raise ReportSinkError("a report sink needs a 'type': file, webhook or a dotted path")
-    for entry_point in entry_points().select(group=ENTRY_POINT_GROUP):
-        if entry_point.name == name:
-            cls = entry_point.load()  # a broken plugin fails here with its real error
-            break
-    else:
-        target = BUILT_IN.get(name, name)
-        module_name, _, class_name = target.partition(":") if ":" in target else target.rpartition(".")
-        if not module_name or not class_name:
-            raise ReportSinkError(
-                f"unknown report sink {name!r}: not an entry point of '{ENTRY_POINT_GROUP}' "
-                f"(built in: {', '.join(sorted(BUILT_IN))}) and not a dotted path like 'package.module:Class'")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-                raise ReportSinkError(f"unknown report sink {name!r}: no module {module_name!r}") from None
-            raise
-        try:
-            cls = getattr(module, class_name)
-        except AttributeError:
-            raise ReportSinkError(f"unknown report sink {name!r}: {module_name} has no class {class_name!r}") from None
-    if not (isinstance(cls, type) and issubclass(cls, ReportSink)):
-        raise ReportSinkError(f"report sink {name!r} is not a webcare ReportSink subclass")
-    return cls
+    return plugin_class(name, group=ENTRY_POINT_GROUP, base=ReportSink, built_in=BUILT_IN,
+                        kind="report sink", error=ReportSinkError)
 
 
 def build_sinks(configured: Sequence[Mapping[str, Any]]) -> List[ReportSink]:

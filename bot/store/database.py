@@ -1,9 +1,11 @@
 """Engines and sessions for the store (SQLite file by default, PostgreSQL by URL)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
@@ -87,3 +89,26 @@ class Store:
         """Release the threads and the connection pool."""
         self._executor.shutdown(wait=True)
         self.engine.dispose()
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server_url: str, prefix: str = "webcare") -> Iterator[str]:
+    """Create a uniquely named, empty database on the PostgreSQL server of ``server_url``;
+    yield its URL; drop it afterwards (tests and benchmarks)."""
+    import psycopg2
+
+    server = make_url(server_url)
+    params = dict(host=server.host or "127.0.0.1", port=server.port or 5432, user=server.username)
+    if server.password:
+        params["password"] = server.password
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(dbname="postgres", **params)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(server.set(drivername="postgresql+psycopg2", database=name))
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -12,7 +12,7 @@ from sqlalchemy import inspect as sa_inspect, select, text as sql_text, update
 
 from bot import cases, gdpr
 from bot.auth import create_user
-from bot.cases import CaseSettings, default_settings, open_case
+from bot.cases import CaseSettings, default_settings
 from bot.cli import main as cli_main
 from bot.config import DEFAULTS
 from bot.contacts import record_comment
