@@ -167,6 +167,8 @@ def claim_due(session: Session, channels: List[str], limit: int, owner: Optional
         )
         .order_by(OutboxItem.id)
         .limit(limit)
+        # PostgreSQL: items another replica is claiming right now are skipped, not waited for
+        .with_for_update(skip_locked=True, of=OutboxItem)
     ).scalars().all()
     until = now + dt.timedelta(seconds=LEASE_SECONDS)
     claimed = []

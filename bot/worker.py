@@ -1,8 +1,11 @@
 """The intake worker: answers committed customer messages, one conversation at a time, in order.
 
 A worker claims a conversation with unprocessed messages by taking a time-limited lease on it
-(an atomic ``UPDATE … WHERE lease expired``), so several workers and service replicas can run
-side by side and a crashed one's conversations are picked up again when its lease runs out.
+(candidates read with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas claiming at
+the same moment pass each other instead of queueing; then an atomic ``UPDATE … WHERE lease
+expired``). Several workers and service replicas run side by side; a live worker renews the
+leases of the conversations it is working on every few seconds, so a crashed (kill -9) one's
+conversations are picked up again by another within :data:`LEASE_SECONDS`.
 For each message, in order: Rasa (through webcare's channel) → drafting policy → outbox or
 draft queue. A Rasa outage leaves the message ``received`` and retries it with backoff.
 """
@@ -42,7 +45,8 @@ from bot.store.models import (
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60
+LEASE_SECONDS = 15  # a crashed worker's conversations are free again after this
+HEARTBEAT_SECONDS = 5.0  # a live worker renews its leases this often
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -127,7 +131,16 @@ class Worker:
 
     async def run(self) -> None:
         """Work until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time() + HEARTBEAT_SECONDS
         while True:
+            if loop.time() >= next_heartbeat:
+                next_heartbeat = loop.time() + HEARTBEAT_SECONDS
+                if self._active:
+                    try:
+                        await self.store.run(renew_leases, self.owner, list(self._active))
+                    except Exception:
+                        logger.exception("worker: renewing leases failed; retrying")
             free = self.concurrency - len(self._active)
             claimed: List[int] = []
             if free > 0:
@@ -273,6 +286,8 @@ def claim_conversations(session: Session, owner: str, limit: int) -> List[int]:
         .where(free)
         .order_by(pending.c.first)
         .limit(limit)
+        # PostgreSQL: rows another replica is claiming right now are skipped, not waited for
+        .with_for_update(skip_locked=True, of=Conversation)
     ).scalars().all()
     claimed = []
     for conversation_id in candidates:
@@ -293,6 +308,17 @@ def lease_conversation(session: Session, conversation_id: int, owner: str,
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+def renew_leases(session: Session, owner: str, conversation_ids: List[int]) -> int:
+    """Extend ``owner``'s leases on the conversations it is working on (its heartbeat)."""
+    result = session.execute(
+        update(Conversation)
+        .where(Conversation.id.in_(conversation_ids), Conversation.lease_owner == owner)
+        .values(lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job]:

@@ -488,3 +488,32 @@ async def test_concurrent_claims_are_disjoint_on_postgresql(pg_url: str) -> None
         assert sorted(claimed) == ids  # every item exactly once
     finally:
         store.close()
+
+
+def test_claim_skips_items_locked_by_another_replica_on_postgresql(pg_url: str) -> None:
+    """SELECT … FOR UPDATE SKIP LOCKED: a claim does not wait for an item another replica is claiming."""
+    store = Store.from_url(pg_url)
+    try:
+        locked = queue(store, "sk-locked", recipient="sk-1")
+        free = queue(store, "sk-free", recipient="sk-2")
+        with store.engine.connect() as other:
+            other_tx = other.begin()
+            other.execute(select(OutboxItem.id).where(OutboxItem.id == locked).with_for_update())
+            claimed = claim_beside_a_lock(store, other_tx, claim_due, ["hook"], 10)
+        assert [d.id for d in claimed] == [free]
+        assert [d.id for d in store.transaction(claim_due, ["hook"], 10)] == [locked]
+    finally:
+        store.close()
+
+
+def claim_beside_a_lock(store: Store, held: Any, claim: Any, *args: Any) -> Any:
+    """Run ``claim`` in another thread while ``held`` (a transaction holding a row lock) is open;
+    a claim that waited for the lock instead of skipping it fails after 10 s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(store.transaction, claim, *args).result(timeout=10)
+    finally:
+        held.rollback()
+        pool.shutdown()

@@ -30,6 +30,7 @@ from bot.store.models import (
     utcnow,
 )
 from bot.worker import (
+    LEASE_SECONDS,
     Job,
     apply_reply,
     claim_conversations,
@@ -38,6 +39,7 @@ from bot.worker import (
     record_failure,
     release,
     rasa_text,
+    renew_leases,
     route_attachment,
     route_to_agent,
 )
@@ -133,7 +135,7 @@ def test_claim_only_conversations_with_received_messages_oldest_first(store: Sto
     assert store.transaction(claim_conversations, "worker-b", 10) == []
     leased = get(store, Conversation, y1.conversation_id)
     assert leased.lease_owner == OWNER
-    assert leased.lease_until > utcnow() + dt.timedelta(seconds=30)
+    assert leased.lease_until > utcnow() + dt.timedelta(seconds=LEASE_SECONDS - 5)
     assert get(store, Conversation, quiet).lease_owner is None
 
 
@@ -155,6 +157,36 @@ def test_expired_lease_is_claimed_again(store: Store) -> None:
     assert get(store, Conversation, first.conversation_id).lease_owner == OWNER
     # the crashed worker has lost it
     assert store.transaction(next_job, first.conversation_id, "worker-b") is None
+
+
+def test_heartbeat_renews_only_our_own_leases(store: Store) -> None:
+    ours = receive(store, "m1", sender="a")
+    theirs = receive(store, "m2", sender="b")
+    assert store.transaction(claim_conversations, OWNER, 1) == [ours.conversation_id]
+    assert store.transaction(claim_conversations, "worker-b", 1) == [theirs.conversation_id]
+    soon = utcnow() + dt.timedelta(seconds=2)
+    for conversation_id in (ours.conversation_id, theirs.conversation_id):
+        set_conversation(store, conversation_id, lease_until=soon)
+    assert store.transaction(renew_leases, OWNER, [ours.conversation_id, theirs.conversation_id]) == 1
+    assert get(store, Conversation, ours.conversation_id).lease_until > utcnow() + dt.timedelta(seconds=LEASE_SECONDS - 5)
+    assert get(store, Conversation, theirs.conversation_id).lease_until == soon
+
+
+def test_claims_skip_conversations_locked_by_another_replica_on_postgresql(pg_url: str) -> None:
+    """SELECT … FOR UPDATE SKIP LOCKED: a claim does not wait for a row another replica is claiming."""
+    store = Store.from_url(pg_url)
+    try:
+        locked = receive(store, "sk1", sender="sk-a")
+        free = receive(store, "sk2", sender="sk-b")
+        with store.engine.connect() as other:
+            other_tx = other.begin()
+            other.execute(select(Conversation.id).where(Conversation.id == locked.conversation_id).with_for_update())
+            # with the row locked elsewhere, the claim returns at once with the other conversation
+            claimed = claim_beside_a_lock(store, other_tx, claim_conversations, OWNER, 10)
+        assert claimed == [free.conversation_id]
+        assert store.transaction(claim_conversations, OWNER, 10) == [locked.conversation_id]
+    finally:
+        store.close()
 
 
 def test_release_and_release_with_delay(store: Store) -> None:
@@ -186,7 +218,7 @@ def test_next_job_is_the_oldest_received_message(store: Store) -> None:
         mode=Mode.bot, language="en", language_hint="en",
     )
     # the lease was extended
-    assert get(store, Conversation, first.conversation_id).lease_until > utcnow() + dt.timedelta(seconds=30)
+    assert get(store, Conversation, first.conversation_id).lease_until > utcnow() + dt.timedelta(seconds=LEASE_SECONDS - 5)
     assert store.transaction(next_job, first.conversation_id, "worker-b") is None
     assert store.transaction(next_job, 999, OWNER) is None
 
@@ -532,3 +564,16 @@ def test_bot_answers_in_a_human_held_conversation_pause_the_tracker_again(store:
     apply(store, job_for(store, first.conversation_id), reply())  # Rasa answered: not paused
     assert [e.events for e in all_of(store, TrackerEvent)] == [[{"event": "pause"}], [{"event": "pause"}]]
     assert len(all_of(store, OutboxItem)) == 1  # only the handover notice
+
+
+def claim_beside_a_lock(store: Store, held: Any, claim: Any, *args: Any) -> Any:
+    """Run ``claim`` in another thread while ``held`` (a transaction holding a row lock) is open;
+    a claim that waited for the lock instead of skipping it fails after 10 s."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(store.transaction, claim, *args).result(timeout=10)
+    finally:
+        held.rollback()
+        pool.shutdown()
