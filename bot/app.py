@@ -81,6 +81,7 @@ def create_app(config: Config) -> web.Application:
         concurrency=config.worker.concurrency,
         cases=cases,
         tracker_sync=tracker_sync,
+        max_attempts=config.worker.max_attempts,
     )
     worker.on_case = lambda case_id: case_opened(app, case_id)
     crm_timeout = float(config.crm.get("timeout_seconds", 2.0))

@@ -94,8 +94,10 @@ class Worker:
         on_outbox: Optional[Any] = None,
         cases: Optional[CaseSettings] = None,
         tracker_sync: Optional[TrackerSync] = None,
+        max_attempts: int = 10,
     ) -> None:
         self.store = store
+        self.max_attempts = max_attempts  # Rasa unreachable this many times: an agent answers
         self.rasa = rasa
         self.policy = policy
         self.concurrency = concurrency
@@ -205,6 +207,16 @@ class Worker:
                          "webcare_message_id": job.message_id},
                     )
                 except RasaUnavailable as exc:
+                    if job.attempts + 1 >= self.max_attempts:
+                        # Rasa has been down for minutes: a person answers instead of nobody.
+                        logger.error("worker: %s; message %s handed to an agent after %d tries",
+                                     exc, job.message_id, job.attempts + 1)
+                        case_id = await self.store.run(fail_to_agent, job, str(exc), self.cases,
+                                                       "rasa_unavailable")
+                        if case_id is not None:
+                            self._case_opened(case_id)
+                        job = await self.store.run(next_job, conversation_id, self.owner)
+                        continue
                     delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(job.attempts, 5))
                     logger.warning("worker: %s; message %s retried in %.0f s", exc, job.message_id, delay)
                     await self.store.run(record_failure, job.message_id, str(exc))
@@ -445,15 +457,16 @@ def route_attachment(session: Session, job: Job) -> bool:
 
 
 def fail_to_agent(session: Session, job: Job, error: str,
-                  settings: Optional[CaseSettings] = None) -> Optional[int]:
-    """Rasa refused the message: open a case so nobody is left waiting; returns a new case's id."""
+                  settings: Optional[CaseSettings] = None, reason: str = "rasa_refused") -> Optional[int]:
+    """Rasa refused the message (or stayed unreachable): open a case so nobody is left waiting;
+    returns a new case's id."""
     message = session.get(Message, job.message_id)
     if message is None or message.status != InboundStatus.received.value:
         return None
     message.status = InboundStatus.failed.value
     message.last_error = error[:2000]
     message.processed_at = utcnow()
-    case, created = open_case(session, job.conversation_id, "rasa_refused", settings or default_settings(),
+    case, created = open_case(session, job.conversation_id, reason, settings or default_settings(),
                               {"error": error[:500], "message_id": job.message_id})
     return case.id if created else None
 

@@ -22,6 +22,7 @@ TRIGGER_LABELS = {
     "profanity": "profanity",
     "draft_rejected": "draft rejected by an agent",
     "rasa_refused": "the bot could not process a message",
+    "rasa_unavailable": "the bot was unreachable for minutes",
     "customer_asked_after_bot_answer": "bot's answer did not help",
 }
 CRM_LABELS = {"ok": "CRM profile", "pending": "looking up in the CRM…", "unavailable": "CRM unavailable",
