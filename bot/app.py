@@ -71,12 +71,12 @@ def create_app(config: Config) -> web.Application:
     app[DIGEST_KEY] = DigestScheduler.from_config(config, store, cases.taxonomy)  # a bad sink stops start-up
     crm = load_crm(config.crm, store)
     app[CRM_KEY] = crm
-    tracker_sync = TrackerSync(store, config.rasa.url)
+    tracker_sync = TrackerSync(store, config.rasa.replicas)
     app[TRACKER_SYNC_KEY] = tracker_sync
     app[ENRICHMENT_KEY] = set()
     worker = Worker(
         store,
-        RasaClient(config.rasa.url, config.worker.rasa_timeout_seconds),
+        RasaClient(config.rasa.replicas, config.worker.rasa_timeout_seconds),
         DraftingPolicy.from_config(config.drafting),
         concurrency=config.worker.concurrency,
         cases=cases,
@@ -210,16 +210,21 @@ async def health_report(app: web.Application) -> Dict[str, Any]:
         database: Dict[str, Any] = {"ok": True}
     except Exception as exc:  # any driver error means "down"
         database = {"ok": False, "error": str(exc).splitlines()[0]}
-    rasa, actions = await asyncio.gather(
-        _probe(f"{config.rasa.url}/status"), _probe(f"{config.rasa.actions_url}/health")
+    actions, *replicas = await asyncio.gather(
+        _probe(f"{config.rasa.actions_url}/health"), *(_probe(f"{url}/status") for url in config.rasa.replicas)
     )
-    return {
+    # Rasa is ok when one replica answers (the others' conversations fail over to it).
+    rasa = next((replica for replica in replicas if replica["ok"]), replicas[0])
+    report = {
         "status": "ok" if database["ok"] else "degraded",
         "version": __version__,
         "database": database,
         "rasa": rasa,
         "action_server": actions,
     }
+    if len(replicas) > 1:
+        report["rasa_replicas"] = replicas
+    return report
 
 
 async def _probe(url: str) -> Dict[str, Any]:

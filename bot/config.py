@@ -11,7 +11,7 @@ import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
@@ -98,9 +98,14 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class RasaConfig:
-    url: str
+    url: str  # the first (or only) Rasa server
     actions_url: str
     model_dir: str
+    urls: Tuple[str, ...] = ()  # every Rasa replica (scale mode), ``url`` first
+
+    @property
+    def replicas(self) -> Tuple[str, ...]:
+        return self.urls or (self.url,)
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,16 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         raise ConfigError(f"{where}: service.port must be a number, not {merged['service']['port']!r}")
     if not 0 < port < 65536:
         raise ConfigError(f"{where}: service.port {port} is out of range")
-    for section, key in (("database", "url"), ("rasa", "url"), ("rasa", "actions_url")):
+    rasa_urls = merged["rasa"]["url"]
+    if isinstance(rasa_urls, str):  # one URL, or replicas separated by commas (WEBCARE_RASA_URL)
+        rasa_urls = [url.strip() for url in rasa_urls.split(",") if url.strip()]
+    if not isinstance(rasa_urls, list) or not rasa_urls:
+        raise ConfigError(f"{where}: rasa.url must be a URL or a list of URLs (Rasa replicas), "
+                          f"not {merged['rasa']['url']!r}")
+    for url in rasa_urls:
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigError(f"{where}: rasa.url must be a URL or a list of URLs, not {url!r}")
+    for section, key in (("database", "url"), ("rasa", "actions_url")):
         if not isinstance(merged[section][key], str) or "://" not in merged[section][key]:
             raise ConfigError(f"{where}: {section}.{key} must be a URL, not {merged[section][key]!r}")
     try:
@@ -225,9 +239,10 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         service=ServiceConfig(host=str(merged["service"]["host"]), port=port),
         database_url=merged["database"]["url"],
         rasa=RasaConfig(
-            url=merged["rasa"]["url"].rstrip("/"),
+            url=rasa_urls[0].rstrip("/"),
             actions_url=merged["rasa"]["actions_url"].rstrip("/"),
             model_dir=str(merged["rasa"]["model_dir"]),
+            urls=tuple(url.rstrip("/") for url in rasa_urls),
         ),
         opening_hours=hours,
         console=console,

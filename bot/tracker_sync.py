@@ -20,14 +20,14 @@ import datetime as dt
 import logging
 import uuid
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 import aiohttp
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from bot.rasa_client import RasaUnavailable
+from bot.rasa_client import RasaReplicas, RasaUnavailable, unreachable
 from bot.store.database import Store
 from bot.store.models import TrackerEvent, utcnow
 
@@ -108,9 +108,9 @@ def mark_failed(session: Session, row_id: int, error: str) -> float:
 class TrackerSync:
     """Posts queued tracker events to Rasa, in order per conversation."""
 
-    def __init__(self, store: Store, rasa_url: str, timeout_seconds: float = 10.0) -> None:
+    def __init__(self, store: Store, rasa_url: Union[str, Sequence[str]], timeout_seconds: float = 10.0) -> None:
         self.store = store
-        self.base = rasa_url.rstrip("/")
+        self.replicas = RasaReplicas(rasa_url)
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: Optional[aiohttp.ClientSession] = None
         self._wake = asyncio.Event()
@@ -125,14 +125,19 @@ class TrackerSync:
     async def _post(self, sender: str, events: List[Dict[str, Any]]) -> None:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
-        url = f"{self.base}/conversations/{quote(sender, safe='')}/tracker/events?include_events=NONE"
-        try:
-            async with self._session.post(url, json=events) as response:
-                if response.status >= 300:
-                    raise RasaUnavailable(
-                        f"Rasa answered {response.status} to tracker events: {(await response.text())[:200]}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise RasaUnavailable(f"Rasa unreachable at {self.base}: {type(exc).__name__}") from exc
+        replicas = self.replicas.for_sender(sender)  # the replica the worker uses for sender
+        for position, base in enumerate(replicas):
+            url = f"{base}/conversations/{quote(sender, safe='')}/tracker/events?include_events=NONE"
+            try:
+                async with self._session.post(url, json=events) as response:
+                    if response.status >= 300:
+                        raise RasaUnavailable(
+                            f"Rasa answered {response.status} to tracker events: {(await response.text())[:200]}")
+                    return
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if unreachable(exc) and position + 1 < len(replicas):
+                    continue  # never reached that replica: the next one shares the tracker store
+                raise RasaUnavailable(f"Rasa unreachable at {base}: {type(exc).__name__}") from exc
 
     async def flush(self, sender: str) -> int:
         """Deliver the sender's undelivered rows now, in order; raises RasaUnavailable.

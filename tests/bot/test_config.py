@@ -210,3 +210,19 @@ def test_a_section_with_everything_commented_out_means_defaults(tmp_path: Path) 
     config = load_config(str(path), environ={})
     assert config.channels == DEFAULTS["channels"]
     assert config.console.sla_seconds == 300
+
+
+def test_rasa_replicas_as_a_list_or_comma_separated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(write(tmp_path, "rasa:\n  url: [http://rasa-1:5005/, http://rasa-2:5005]\n"))
+    assert config.rasa.replicas == ("http://rasa-1:5005", "http://rasa-2:5005")
+    assert config.rasa.url == "http://rasa-1:5005"
+    monkeypatch.setenv("WEBCARE_RASA_URL", "http://a:5005, http://b:5005")
+    assert load_config(write(tmp_path, "{}\n")).rasa.replicas == ("http://a:5005", "http://b:5005")
+    monkeypatch.delenv("WEBCARE_RASA_URL")
+    assert load_config(write(tmp_path, "{}\n")).rasa.replicas == ("http://127.0.0.1:5005",)
+
+
+@pytest.mark.parametrize("value", ["[]", "[http://ok:5005, not-a-url]", "{a: 1}"])
+def test_bad_rasa_replicas_are_refused(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="rasa.url must be a URL or a list of URLs"):
+        load_config(write(tmp_path, f"rasa:\n  url: {value}\n"))
