@@ -5,9 +5,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Replicas starting together take turns: the first migrates, the others then find nothing to do.
+MIGRATION_LOCK_KEY = 0x7765626361726501  # "webcare" + 1
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -19,8 +22,11 @@ def alembic_config(url: str) -> AlembicConfig:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the store at ``engine`` to the newest schema (idempotent)."""
+    """Bring the store at ``engine`` to the newest schema (idempotent; safe when several
+    service replicas start at once on one PostgreSQL database)."""
     config = alembic_config(str(engine.url))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # held until this transaction ends
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

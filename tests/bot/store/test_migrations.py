@@ -78,3 +78,18 @@ def test_the_comparison_would_notice_a_difference(sqlite_engine: Engine) -> None
     with sqlite_engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert [(d[0], d[1].name) for d in diff] == [("add_index", "ix_outbox_due")]
+
+
+def test_replicas_starting_together_migrate_once_on_postgresql(pg_engine: Engine) -> None:
+    """Four service replicas starting at once on an empty database: all come up, one schema."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engines = [make_engine(str(pg_engine.url)) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            list(pool.map(upgrade, engines))  # raises if any replica failed
+    finally:
+        for engine in engines:
+            engine.dispose()
+    with pg_engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
