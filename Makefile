@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test setup model pytest rasa-validate rasa-test clean
+.PHONY: run test setup model browser pytest rasa-validate rasa-test clean
 
 run: setup model
 	$(BIN)/webcare run
 
-test: setup model rasa-validate pytest rasa-test
+test: setup model browser rasa-validate pytest rasa-test
 
 setup: $(INSTALLED)
 
@@ -30,10 +30,14 @@ model: setup
 	@mkdir -p var
 	$(BIN)/webcare train
 
+# Debian's Chromium for the browser end-to-end test (tests/e2e); nothing to do when it is there.
+browser:
+	scripts/install-chromium
+
 rasa-validate: setup
 	$(BIN)/rasa data validate --config config.yml --domain domain.yml --data data
 
-pytest: setup model
+pytest: setup model browser
 	$(BIN)/python -m pytest -q
 
 rasa-test: setup model
