@@ -6,8 +6,13 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from aiohttp import web
+from sqlalchemy import exc as sa_exc
 
 logger = logging.getLogger(__name__)
+
+# Driver errors that mean "the database cannot be reached" (not "this request is wrong").
+STORE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+STORE_RETRY_AFTER_SECONDS = 5
 
 
 class WebcareError(Exception):
@@ -74,6 +79,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except json.JSONDecodeError as exc:
         return _render(request, BadRequest(f"malformed JSON: {exc.msg} at position {exc.pos}"))
+    except STORE_DOWN as exc:
+        # The database is unreachable (restarting, failing over): nothing was written; the
+        # sender retries (channels retry a webhook that did not answer 2xx).
+        logger.warning("store unavailable on %s %s: %s", request.method, request.path,
+                       str(exc).splitlines()[0][:200])
+        response = _render(request, Unavailable("the store is unavailable; retry in a few seconds"))
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
+        return response
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return _render(request, WebcareError("internal error; it has been logged"), status=500)

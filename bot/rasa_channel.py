@@ -15,10 +15,10 @@ intent X is the domain response ``utter_X``, rendered in the conversation's lang
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
-from rasa.shared.core.events import SlotSet
+from rasa.shared.core.events import BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -72,6 +72,18 @@ class WebcareInput(InputChannel):
                 return response.json({"error": "unavailable", "reason": "no model loaded"}, status=503)
             message_id = str(body["message_id"]) if body.get("message_id") is not None else None
 
+            if message_id is not None:
+                # Idempotent: a message Rasa already handled (the service retried it after a
+                # timeout, or another replica took over after a crash) is not handled again;
+                # the first answer is returned as it was.
+                earlier = await _earlier_answer(agent, body["sender"], message_id)
+                if earlier is not None:
+                    messages, parse = earlier
+                    logger.info("message %s of %s was handled before; answer replayed", message_id, body["sender"])
+                    alternatives = await self._alternatives(agent, body["sender"], parse, metadata)
+                    return response.json({"messages": messages, "parse": _parse_summary(parse),
+                                          "alternatives": alternatives, "replayed": True})
+
             collector = CollectingOutputChannel()
             user_message = UserMessage(
                 body["text"], collector, body["sender"], input_channel=self.name(),
@@ -114,6 +126,25 @@ class WebcareInput(InputChannel):
                     {"intent": intent, "confidence": ranked.get("confidence"), "messages": [_clean(rendered)]}
                 )
         return alternatives
+
+
+async def _earlier_answer(agent: Any, sender: str, message_id: str) -> Optional[Tuple[List[Dict[str, Any]], Dict[str, Any]]]:
+    """The bot's messages and the parse of ``message_id`` if the tracker already holds it."""
+    tracker = await agent.tracker_store.retrieve(sender)
+    if tracker is None:
+        return None
+    events = list(tracker.events)
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if isinstance(event, UserUttered) and event.message_id == message_id:
+            messages = []
+            for later in events[index + 1:]:
+                if isinstance(later, UserUttered):
+                    break
+                if isinstance(later, BotUttered):
+                    messages.append(_clean({"text": later.text, **(later.data or {})}))
+            return messages, dict(event.parse_data or {})
+    return None
 
 
 def _clean(message: Dict[str, Any]) -> Dict[str, Any]:

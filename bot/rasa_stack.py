@@ -12,7 +12,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from bot.model_training import rasa_executable as rasa_bin
 
@@ -48,53 +48,82 @@ def latest_model() -> Path:
 
 
 class RasaStack:
-    """A Rasa server and an action server on free loopback ports."""
+    """An action server and one or more Rasa servers (replicas) on free loopback ports.
 
-    def __init__(self, workdir: Path, model: Optional[Path] = None) -> None:
+    ``endpoints``: a Rasa endpoints file to use (its ``${VARIABLES}`` filled from ``env`` by
+    Rasa itself; ``WEBCARE_ACTIONS_URL`` is set to the action server); by default one is
+    written with only the action server.
+    """
+
+    def __init__(self, workdir: Path, model: Optional[Path] = None, replicas: int = 1,
+                 endpoints: Optional[Path] = None, env: Optional[Dict[str, str]] = None) -> None:
         self.workdir = workdir
         self.model = model
-        self.rasa_port = free_port()
+        self.rasa_ports = [free_port() for _ in range(replicas)]
+        self.rasa_port = self.rasa_ports[0]
         self.actions_port = free_port()
+        self.endpoints = endpoints
+        self.env = dict(env or {})
         self.processes: List[subprocess.Popen] = []
+        self.servers: List[subprocess.Popen] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.rasa_port}"
+        return self.urls[0]
+
+    @property
+    def urls(self) -> List[str]:
+        """Every Rasa replica's URL."""
+        return [f"http://127.0.0.1:{port}" for port in self.rasa_ports]
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://127.0.0.1:{self.actions_port}"
+
+    def _env(self) -> Dict[str, str]:
+        return dict(os.environ, PYTHONPATH=str(PROJECT), WEBCARE_ACTIONS_URL=self.actions_url, **self.env)
 
     def start(self) -> None:
-        endpoints = self.workdir / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n')
-        env = dict(os.environ, PYTHONPATH=str(PROJECT))
+        if self.endpoints is None:
+            self.endpoints = self.workdir / "endpoints.yml"
+            self.endpoints.write_text(f'action_endpoint:\n  url: "{self.actions_url}/webhook"\n')
         log = open(self.workdir / "rasa.log", "ab")
         actions = subprocess.Popen(
             [rasa_bin(), "run", "actions", "--port", str(self.actions_port), "--actions", "actions"],
-            cwd=PROJECT, env=env, stdout=log, stderr=log, start_new_session=True,
+            cwd=PROJECT, env=self._env(), stdout=log, stderr=log, start_new_session=True,
         )
         self.processes.append(actions)
         self.start_rasa()
-        wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, actions)
+        wait_for(f"{self.actions_url}/health", 120, actions)
 
     def start_rasa(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(PROJECT))
-        log = open(self.workdir / "rasa.log", "ab")
-        server = subprocess.Popen(
-            [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(self.rasa_port),
-             "--model", str(self.model or latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
-             "--endpoints", str(self.workdir / "endpoints.yml")],
-            cwd=PROJECT, env=env, stdout=log, stderr=log, start_new_session=True,
-        )
-        self.processes.append(server)
-        self.server = server
-        wait_for(f"{self.url}/webhooks/webcare/", 180, server)
+        """Start every Rasa replica (again) and wait until each answers."""
+        for number, port in enumerate(self.rasa_ports):
+            log = open(self.workdir / (f"rasa-{number + 1}.log" if number else "rasa.log"), "ab")
+            server = subprocess.Popen(
+                [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(port),
+                 "--model", str(self.model or latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
+                 "--endpoints", str(self.endpoints)],
+                cwd=PROJECT, env=self._env(), stdout=log, stderr=log, start_new_session=True,
+            )
+            self.processes.append(server)
+            self.servers.append(server)
+        self.server = self.servers[0]
+        for server, url in zip(self.servers, self.urls):
+            wait_for(f"{url}/webhooks/webcare/", 240, server)
 
     def stop_rasa(self) -> None:
-        _terminate(self.server)
-        self.processes.remove(self.server)
+        """Stop every Rasa replica (the action server keeps running)."""
+        for server in self.servers:
+            _terminate(server)
+            self.processes.remove(server)
+        self.servers.clear()
 
     def stop(self) -> None:
         for process in self.processes:
             _terminate(process)
         self.processes.clear()
+        self.servers.clear()
 
 
 def _terminate(process: subprocess.Popen) -> None:

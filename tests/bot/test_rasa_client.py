@@ -39,3 +39,28 @@ async def test_no_replica_reachable_is_unavailable() -> None:
             await client.send("hook:1", "hello", "m1", {})
     finally:
         await client.close()
+
+
+async def test_a_message_rasa_already_handled_is_answered_the_same_not_handled_again(rasa) -> None:
+    """The worker retries a message after a timeout or a crash: Rasa must not see it twice
+    (a repeated question would escalate), and the first answer comes back."""
+    import aiohttp
+
+    client = RasaClient(rasa.url)
+    sender = "idempotent:1"
+    try:
+        first = await client.send(sender, "wat kost stroom bij jullie?", "idem-1", {"language": "nl"})
+        again = await client.send(sender, "wat kost stroom bij jullie?", "idem-1", {"language": "nl"})
+        other = await client.send(sender, "wanneer zijn jullie open?", "idem-2", {"language": "nl"})
+    finally:
+        await client.close()
+    assert again.messages == first.messages and first.messages
+    assert again.intent == first.intent == "tariffs"
+    assert again.confidence == pytest.approx(first.confidence)
+    assert [a["intent"] for a in again.alternatives] == [a["intent"] for a in first.alternatives]
+    assert other.intent == "contact_hours" and other.messages != first.messages
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{rasa.url}/conversations/{sender}/tracker") as response:
+            events = (await response.json())["events"]
+    user_turns = [e["message_id"] for e in events if e["event"] == "user"]
+    assert user_turns == ["idem-1", "idem-2"]

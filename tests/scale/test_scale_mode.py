@@ -1,0 +1,324 @@
+"""Scale mode on real services: two service replicas and two Rasa replicas on one PostgreSQL
+database (store and tracker store), Rasa's lock store on Redis, its event broker on RabbitMQ.
+
+Faults, each bounded in time: a replica killed with kill -9 under load, Rasa down for 30 s,
+PostgreSQL restarted, a storm of duplicate webhook deliveries, the outbox after a crash.
+Nothing may be lost and nothing answered twice. These tests need PostgreSQL's server programs,
+Redis and RabbitMQ (``.ci/run`` starts the services when they are down); they fail, never skip.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, List, Sequence, Tuple
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+from sqlalchemy import create_engine, func, select, text
+
+from bot.benchmarks.fake_platform import FakePlatform, inbound, signed
+from bot.rasa_stack import PROJECT
+from bot.store.models import InboundStatus, Message, OutboxItem, OutboxStatus
+from tests.scale.topology import ScaleTopology, wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SECRET = "scale-mode-secret"
+SECRET_ENV = {"SCALE_WEBHOOK_SECRET": SECRET}
+# Intents the starter bot answers by itself (no case, no review), each a different question.
+FAQ_INTENTS = ["tariffs", "contact_hours", "submit_meter_reading", "moving_house", "refund_status",
+               "solar_feed_in", "login_problem"]
+_numbers = itertools.count(1)
+
+
+def faq_examples() -> Dict[str, List[Tuple[str, str]]]:
+    """Training examples of the FAQ intents, per intent: (text, language)."""
+    examples: Dict[str, List[Tuple[str, str]]] = collections.defaultdict(list)
+    for path in sorted((PROJECT / "data" / "nlu").glob("*.yml")):
+        for block in yaml.safe_load(path.read_text(encoding="utf-8"))["nlu"]:
+            if block.get("intent") in FAQ_INTENTS:
+                lang = (block.get("metadata") or {}).get("lang", "nl")
+                for line in str(block["examples"]).splitlines()[:4]:
+                    if line.startswith("- "):
+                        examples[block["intent"]].append((line[2:].strip(), lang))
+    return examples
+
+
+EXAMPLES = faq_examples()
+
+
+PLANS: Dict[str, List[Tuple[str, str]]] = {}
+
+
+def conversation(sender: str, turns: int) -> List[Tuple[str, str]]:
+    """The ``turns`` messages of customer ``sender`` (always the same), each a different FAQ question."""
+    if sender not in PLANS:
+        start = next(_numbers)
+        intents = [FAQ_INTENTS[(start + n) % len(FAQ_INTENTS)] for n in range(turns)]
+        PLANS[sender] = [EXAMPLES[intent][(start + n) % len(EXAMPLES[intent])] for n, intent in enumerate(intents)]
+    return PLANS[sender]
+
+
+class FlakyPlatform(FakePlatform):
+    """The fake platform, which can be made to answer 503 (down) for a while."""
+
+    down = False
+
+    async def accept(self, data: Dict[str, Any]) -> web.Response:
+        if self.down:
+            return web.json_response({"error": "maintenance"}, status=503)
+        return await super().accept(data)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def platform() -> AsyncIterator[FlakyPlatform]:
+    async with FlakyPlatform(SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def topology(platform: FakePlatform, tmp_path_factory: pytest.TempPathFactory):
+    scale = ScaleTopology(tmp_path_factory.mktemp("scale"), platform.url, SECRET_ENV)
+    try:
+        scale.start()
+        yield scale
+    finally:
+        scale.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+async def post(http: aiohttp.ClientSession, replica_url: str, message_id: str, sender: str, text_: str,
+               lang: str) -> int:
+    async with http.post(f"{replica_url}/webhooks/hook", **signed(SECRET, inbound(message_id, sender, text_, lang))) as r:
+        await r.read()
+        return r.status
+
+
+async def converse(http: aiohttp.ClientSession, replicas: Sequence[str], sender: str, turns: int,
+                   pause: float = 0.0) -> List[str]:
+    """One customer's messages in order, each to the next replica (as a load balancer would)."""
+    sent = []
+    for n, (text_, lang) in enumerate(conversation(sender, turns)):
+        message_id = f"{sender}-{n}"
+        status = await post(http, replicas[n % len(replicas)], message_id, sender, text_, lang)
+        assert status == 200, f"{message_id}: webhook answered {status}"
+        sent.append(message_id)
+        if pause:
+            await asyncio.sleep(pause)
+    return sent
+
+
+def first_replies(platform: FakePlatform, senders: Sequence[str]) -> Dict[str, List[str]]:
+    """Per sender, the idempotency keys of the first bubble of each reply, in arrival order."""
+    wanted = set(senders)
+    replies: Dict[str, List[str]] = collections.defaultdict(list)
+    for call in platform.received:
+        key = call.get("idempotency_key", "")
+        if call.get("recipient") in wanted and key.startswith("reply:") and key.endswith(":0"):
+            replies[call["recipient"]].append(key)
+    return replies
+
+
+async def wait_answered(platform: FakePlatform, senders: Sequence[str], per_sender: int, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        replies = first_replies(platform, senders)
+        missing = {s: per_sender - len(set(replies.get(s, []))) for s in senders}
+        if all(n <= 0 for n in missing.values()):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not answered within {timeout} s: "
+                                 f"{ {s: n for s, n in missing.items() if n > 0} }")
+        await asyncio.sleep(0.5)
+
+
+def store_rows(topology: ScaleTopology, statement) -> list:
+    engine = create_engine(topology.database_url, future=True)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(statement))
+    finally:
+        engine.dispose()
+
+
+def assert_once_and_in_order(topology: ScaleTopology, platform: FakePlatform, senders: Sequence[str],
+                             per_sender: int) -> None:
+    """Every message answered exactly once; each customer's replies in the order of their messages."""
+    replies = first_replies(platform, senders)
+    for sender in senders:
+        keys = replies[sender]
+        assert len(keys) == len(set(keys)) == per_sender, f"{sender}: replies {keys}"
+        inbound_ids = [int(key.split(":")[1]) for key in keys]
+        assert inbound_ids == sorted(inbound_ids), f"{sender}: replies out of order {inbound_ids}"
+    rows = store_rows(topology, select(Message.status, func.count()).where(
+        Message.direction == "inbound").group_by(Message.status))
+    assert dict(rows).get(InboundStatus.received.value, 0) == 0
+
+
+# ---------------------------------------------------------------- the topology at work
+
+
+async def test_two_replicas_answer_every_message_once_in_order(topology, platform, http) -> None:
+    replicas = [service.url for service in topology.services]
+    senders = [f"order-{n}" for n in range(24)]
+    # 24 customers at once, each writing 3 messages in a row, alternating between replicas
+    await asyncio.gather(*(converse(http, replicas[n % 2:] + replicas[:n % 2], sender, 3)
+                           for n, sender in enumerate(senders)))
+    await wait_answered(platform, senders, 3, timeout=120)
+    assert_once_and_in_order(topology, platform, senders, 3)
+    # both service replicas and both Rasa replicas did work
+    owners = store_rows(topology, text("SELECT DISTINCT lease_owner FROM outbox WHERE lease_owner IS NOT NULL"))
+    assert len({owner for (owner,) in owners}) == 2, owners
+    # Rasa's trackers are in the shared PostgreSQL tracker store ...
+    tracked = store_rows(topology, text("SELECT count(DISTINCT sender_id) FROM events WHERE sender_id LIKE 'hook:order-%'"))
+    assert tracked[0][0] == len(senders)
+    # ... and its events went to RabbitMQ
+    events = await drain_queue(topology.queue)
+    assert {e["sender_id"] for e in events if e.get("sender_id", "").startswith("hook:order-")} == \
+        {f"hook:{s}" for s in senders}
+
+
+async def drain_queue(queue_name: str, idle_seconds: float = 2.0) -> List[dict]:
+    """Every event Rasa published to the RabbitMQ queue so far."""
+    import aio_pika
+
+    from tests.scale.topology import RABBITMQ_HOST
+
+    connection = await aio_pika.connect_robust(f"amqp://guest:guest@{RABBITMQ_HOST}:5672/")
+    events: List[dict] = []
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(queue_name, durable=True, passive=True)
+        while True:
+            message = await queue.get(no_ack=True, fail=False, timeout=idle_seconds)
+            if message is None:
+                return events
+            events.append(json.loads(message.body))
+    finally:
+        await connection.close()
+
+
+async def test_a_storm_of_duplicate_deliveries_is_one_message_and_one_answer(topology, platform, http) -> None:
+    replicas = [service.url for service in topology.services]
+    (text_, lang), = conversation("storm", 1)
+    statuses = await asyncio.gather(*(post(http, replicas[n % 2], "storm-1", "storm", text_, lang) for n in range(40)))
+    assert set(statuses) == {200}
+    await wait_answered(platform, ["storm"], 1, timeout=60)
+    await asyncio.sleep(3)  # a second answer would have arrived by now
+    assert_once_and_in_order(topology, platform, ["storm"], 1)
+    stored = store_rows(topology, text("SELECT count(*) FROM messages WHERE channel_message_id = 'storm-1'"))
+    assert stored[0][0] == 1
+
+
+# ---------------------------------------------------------------- faults
+
+
+async def test_replica_killed_with_kill_9_under_load_loses_and_repeats_nothing(topology, platform, http) -> None:
+    survivor, victim = topology.services
+    senders = [f"kill-{n}" for n in range(16)]
+    load = asyncio.gather(*(converse(http, [victim.url, survivor.url], sender, 3, pause=0.3)
+                            for sender in senders), return_exceptions=True)
+    await asyncio.sleep(1.0)
+    await asyncio.get_running_loop().run_in_executor(None, victim.kill)  # mid-load, leases held
+    results = await load
+    # Webhooks refused by the dead replica are retried by the platform, at the live one.
+    for sender, result in zip(senders, results):
+        if isinstance(result, BaseException):
+            await resend_to(http, survivor.url, sender, 3)
+    await wait_answered(platform, senders, 3, timeout=120)
+    await asyncio.sleep(3)
+    assert_once_and_in_order(topology, platform, senders, 3)
+    await asyncio.get_running_loop().run_in_executor(None, victim.start, SECRET_ENV)
+
+
+async def resend_to(http: aiohttp.ClientSession, url: str, sender: str, turns: int) -> None:
+    """The platform's retry: every message of ``sender`` again (duplicates are ignored)."""
+    for n, (text_, lang) in enumerate(conversation(sender, turns)):
+        assert await post(http, url, f"{sender}-{n}", sender, text_, lang) == 200
+
+
+async def test_rasa_down_for_30_seconds_messages_wait_and_are_answered_after(topology, platform, http) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, topology.rasa.stop_rasa)
+    senders = [f"rasa-down-{n}" for n in range(6)]
+    try:
+        await asyncio.gather(*(converse(http, [topology.services[n % 2].url], sender, 1)
+                               for n, sender in enumerate(senders)))  # accepted: 2xx
+        await asyncio.sleep(30)
+        assert first_replies(platform, senders) == {}  # nobody answered while Rasa was down
+    finally:
+        await loop.run_in_executor(None, topology.rasa.start_rasa)
+    await wait_answered(platform, senders, 1, timeout=120)
+    assert_once_and_in_order(topology, platform, senders, 1)
+    opened = store_rows(topology, text("SELECT count(*) FROM cases WHERE trigger = 'rasa_unavailable'"))
+    assert opened[0][0] == 0  # waited for the bot, not handed to a person
+
+
+async def test_outbox_items_survive_a_crash_of_every_replica(topology, platform, http) -> None:
+    loop = asyncio.get_running_loop()
+    senders = [f"outbox-crash-{n}" for n in range(5)]
+    platform.down = True  # replies are committed to the outbox but cannot be delivered
+    try:
+        await asyncio.gather(*(converse(http, [topology.services[0].url], sender, 1) for sender in senders))
+        await loop.run_in_executor(None, lambda: wait_until(
+            lambda: failed_attempts(topology, senders) >= len(senders), 90, what="delivery attempts"))
+        for service in topology.services:
+            await loop.run_in_executor(None, service.kill)
+    finally:
+        platform.down = False
+    for service in topology.services:
+        await loop.run_in_executor(None, service.start, SECRET_ENV)
+    await wait_answered(platform, senders, 1, timeout=90)
+    await asyncio.sleep(3)
+    assert_once_and_in_order(topology, platform, senders, 1)
+
+
+def failed_attempts(topology: ScaleTopology, senders: Sequence[str]) -> int:
+    """Outbox replies to ``senders`` that were tried and failed at least once."""
+    rows = store_rows(topology, select(func.count()).select_from(OutboxItem).where(
+        OutboxItem.recipient.in_(list(senders)), OutboxItem.status == OutboxStatus.pending,
+        OutboxItem.attempts >= 1))
+    return rows[0][0]
+
+
+async def test_postgresql_restarted_the_service_recovers_by_itself(topology, platform, http) -> None:
+    loop = asyncio.get_running_loop()
+    replica = topology.services[0].url
+    before = [f"pg-before-{n}" for n in range(3)]
+    await asyncio.gather(*(converse(http, [replica], sender, 1) for sender in before))
+    await loop.run_in_executor(None, topology.postgres.stop)
+    try:
+        # While the database is down: a clear 503 with Retry-After, nothing half-written.
+        (text_, lang), = conversation("pg-during", 1)
+        async with http.post(f"{replica}/webhooks/hook",
+                             **signed(SECRET, inbound("pg-during-0", "pg-during", text_, lang))) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "5"
+            assert "store is unavailable" in (await response.json())["reason"]
+        async with http.get(f"{replica}/health") as response:
+            assert response.status == 503
+        await asyncio.sleep(5)
+    finally:
+        await loop.run_in_executor(None, topology.postgres.start)
+    # The platform retries the refused delivery; new customers write as well.
+    assert await post(http, replica, "pg-during-0", "pg-during", text_, lang) == 200
+    after = [f"pg-after-{n}" for n in range(3)]
+    await asyncio.gather(*(converse(http, [topology.services[n % 2].url], sender, 1) for n, sender in enumerate(after)))
+    everyone = before + ["pg-during"] + after
+    await wait_answered(platform, everyone, 1, timeout=120)
+    await asyncio.sleep(3)
+    assert_once_and_in_order(topology, platform, everyone, 1)
+    for service in topology.services:
+        async with http.get(f"{service.url}/health") as response:
+            assert response.status == 200, await response.text()
