@@ -19,6 +19,7 @@ from bot.intake import store_inbound
 from bot.outbox import enqueue
 from bot.rate_limit import TokenBucket
 from bot.store.database import Store
+from tests.bot.locking_support import claim_beside_a_lock
 from bot.store.models import ChannelIdentity, Message, OutboxItem, OutboxStatus, utcnow
 from connectors.base import InboundMessage
 from connectors.signing import SIGNATURE_HEADER, verify
@@ -505,15 +506,3 @@ def test_claim_skips_items_locked_by_another_replica_on_postgresql(pg_url: str) 
     finally:
         store.close()
 
-
-def claim_beside_a_lock(store: Store, held: Any, claim: Any, *args: Any) -> Any:
-    """Run ``claim`` in another thread while ``held`` (a transaction holding a row lock) is open;
-    a claim that waited for the lock instead of skipping it fails after 10 s."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(store.transaction, claim, *args).result(timeout=10)
-    finally:
-        held.rollback()
-        pool.shutdown()

@@ -17,6 +17,7 @@ from bot.intake import MAX_TEXT_CHARS, store_inbound
 from bot.outbox import enqueue
 from bot.rasa_client import RasaReply
 from bot.store.database import Store
+from tests.bot.locking_support import claim_beside_a_lock
 from bot.store.models import (
     Case,
     TrackerEvent,
@@ -565,15 +566,3 @@ def test_bot_answers_in_a_human_held_conversation_pause_the_tracker_again(store:
     assert [e.events for e in all_of(store, TrackerEvent)] == [[{"event": "pause"}], [{"event": "pause"}]]
     assert len(all_of(store, OutboxItem)) == 1  # only the handover notice
 
-
-def claim_beside_a_lock(store: Store, held: Any, claim: Any, *args: Any) -> Any:
-    """Run ``claim`` in another thread while ``held`` (a transaction holding a row lock) is open;
-    a claim that waited for the lock instead of skipping it fails after 10 s."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1)
-    try:
-        return pool.submit(store.transaction, claim, *args).result(timeout=10)
-    finally:
-        held.rollback()
-        pool.shutdown()
