@@ -65,7 +65,7 @@ class RasaStack:
         self.endpoints = endpoints
         self.env = dict(env or {})
         self.processes: List[subprocess.Popen] = []
-        self.servers: List[subprocess.Popen] = []
+        self.servers: Dict[int, subprocess.Popen] = {}  # running Rasa replicas by number
 
     @property
     def url(self) -> str:
@@ -96,9 +96,12 @@ class RasaStack:
         self.start_rasa()
         wait_for(f"{self.actions_url}/health", 120, actions)
 
-    def start_rasa(self) -> None:
-        """Start every Rasa replica (again) and wait until each answers."""
-        for number, port in enumerate(self.rasa_ports):
+    def start_rasa(self, replicas: Optional[List[int]] = None) -> None:
+        """Start the Rasa replicas (all, or those numbered in ``replicas``) and wait for them."""
+        numbers = range(len(self.rasa_ports)) if replicas is None else replicas
+        started = []
+        for number in numbers:
+            port = self.rasa_ports[number]
             log = open(self.workdir / (f"rasa-{number + 1}.log" if number else "rasa.log"), "ab")
             server = subprocess.Popen(
                 [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(port),
@@ -107,17 +110,21 @@ class RasaStack:
                 cwd=PROJECT, env=self._env(), stdout=log, stderr=log, start_new_session=True,
             )
             self.processes.append(server)
-            self.servers.append(server)
-        self.server = self.servers[0]
-        for server, url in zip(self.servers, self.urls):
+            self.servers[number] = server
+            started.append((server, self.urls[number]))
+        self.server = self.servers.get(0)
+        for server, url in started:
             wait_for(f"{url}/webhooks/webcare/", 240, server)
 
-    def stop_rasa(self) -> None:
-        """Stop every Rasa replica (the action server keeps running)."""
-        for server in self.servers:
-            _terminate(server)
-            self.processes.remove(server)
-        self.servers.clear()
+    def stop_rasa(self, replicas: Optional[List[int]] = None) -> None:
+        """Stop the Rasa replicas (all, or those numbered in ``replicas``); the action server keeps running."""
+        numbers = range(len(self.rasa_ports)) if replicas is None else replicas
+        for number in numbers:
+            server = self.servers.get(number)
+            if server is not None:
+                _terminate(server)
+                self.processes.remove(server)
+                del self.servers[number]
 
     def stop(self) -> None:
         for process in self.processes:

@@ -23,6 +23,7 @@ from aiohttp import web
 from sqlalchemy import create_engine, func, select, text
 
 from bot.benchmarks.fake_platform import FakePlatform, inbound, signed
+from bot.rasa_client import RasaReplicas
 from bot.rasa_stack import PROJECT
 from bot.store.models import InboundStatus, Message, OutboxItem, OutboxStatus
 from tests.scale.topology import ScaleTopology, wait_until
@@ -222,6 +223,25 @@ async def test_a_storm_of_duplicate_deliveries_is_one_message_and_one_answer(top
 
 
 # ---------------------------------------------------------------- faults
+
+
+async def test_one_rasa_replica_down_its_conversations_move_to_the_other_at_once(topology, platform, http) -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, topology.rasa.stop_rasa, [1])
+    senders = [f"one-rasa-{n}" for n in range(8)]
+    stopped = topology.rasa.urls[1]
+    assert any(RasaReplicas(topology.rasa.urls).for_sender(f"hook:{s}")[0] == stopped for s in senders)
+    try:
+        await asyncio.gather(*(converse(http, [topology.services[n % 2].url], sender, 2)
+                               for n, sender in enumerate(senders)))
+        # no waiting for the replica to come back: answered by the live one right away
+        await wait_answered(platform, senders, 2, timeout=45)
+    finally:
+        await loop.run_in_executor(None, topology.rasa.start_rasa, [1])
+    assert_once_and_in_order(topology, platform, senders, 2)
+    failed = store_rows(topology, text("SELECT count(*) FROM messages WHERE attempts > 0 AND channel_message_id LIKE 'one-rasa-%'"))
+    assert failed[0][0] == 0  # fail-over, not retry with backoff
+
 
 
 async def test_replica_killed_with_kill_9_under_load_loses_and_repeats_nothing(topology, platform, http) -> None:
