@@ -8,17 +8,19 @@ The service sends it at ``reports.digest_weekday`` ``reports.digest_time`` in th
 opening-hours time zone. Once per week, whatever the number of replicas or restarts: the week
 is claimed in ``report_digests`` (unique per week) before anything is delivered; a claim that
 was never completed (a replica died while sending) is taken over after ``STALE_CLAIM``; a
-failed delivery releases the claim so the next check tries again.
+failed delivery releases the claim so the next check tries again -- each delivery (owner,
+sink) is recorded as it happens, so the retry sends only what is missing, never a sink's
+digest twice.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -141,13 +143,23 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any]) -> List[Dict[str, Any]]:
-    """Every digest to every sink; what was delivered where."""
-    done = []
+async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any],
+                  already: Sequence[Dict[str, Any]] = (),
+                  on_delivered: Optional[Callable[[Dict[str, Any]], Awaitable[None]]] = None,
+                  ) -> List[Dict[str, Any]]:
+    """Every digest to every sink, except the deliveries in ``already`` (an earlier try that
+    failed half-way); what was delivered where. ``on_delivered`` records each one as it happens."""
+    done = list(already)
+    skip = {(entry["owner"], entry["sink"]) for entry in already}
     for digest in digests:
         for sink in sinks:
+            entry = {"owner": digest["owner"], "sink": sink.describe()}
+            if (entry["owner"], entry["sink"]) in skip:
+                continue
             await sink.deliver(digest)
-            done.append({"owner": digest["owner"], "sink": sink.describe()})
+            done.append(entry)
+            if on_delivered is not None:
+                await on_delivered(entry)
     return done
 
 
@@ -191,8 +203,20 @@ def _mark_sent(session: Session, week: dt.date, now: dt.datetime, details: Dict[
     session.execute(update(ReportDigest).where(ReportDigest.week == week).values(sent_at=now, details=details))
 
 
-def _release(session: Session, week: dt.date) -> None:
-    session.execute(delete(ReportDigest).where(ReportDigest.week == week, ReportDigest.sent_at.is_(None)))
+def _release(session: Session, week: dt.date, now: dt.datetime) -> None:
+    """Give the claim up at once (the next check tries again), keeping what was delivered."""
+    session.execute(update(ReportDigest).where(ReportDigest.week == week, ReportDigest.sent_at.is_(None))
+                    .values(claimed_at=now - STALE_CLAIM - dt.timedelta(seconds=1)))
+
+
+def _record_delivery(session: Session, week: dt.date, entry: Dict[str, Any]) -> None:
+    row = session.execute(select(ReportDigest).where(ReportDigest.week == week).with_for_update()).scalar_one()
+    row.details = {**(row.details or {}), "deliveries": [*(row.details or {}).get("deliveries", []), entry]}
+
+
+def _delivered(session: Session, week: dt.date) -> List[Dict[str, Any]]:
+    details = session.execute(select(ReportDigest.details).where(ReportDigest.week == week)).scalar_one_or_none()
+    return list((details or {}).get("deliveries", []))
 
 
 def sent_weeks(session: Session) -> List[Dict[str, Any]]:
@@ -231,12 +255,16 @@ class DigestScheduler:
         except IntegrityError:
             if not await self.store.run(_take_over, week, now):
                 return None
+        async def recorded(entry: Dict[str, Any]) -> None:
+            await self.store.run(_record_delivery, week, entry)
+
         try:
+            already = await self.store.run(_delivered, week)  # an earlier try got this far
             digests = await self.store.run(build_digests, self.taxonomy, week, self.zone)
-            done = await deliver(digests, self.sinks)
+            done = await deliver(digests, self.sinks, already, recorded)
         except Exception:
             logger.exception("weekly digest of %s: delivery failed; trying again later", week)
-            await self.store.run(_release, week)
+            await self.store.run(_release, week, self.clock())
             return None
         await self.store.run(_mark_sent, week, self.clock(), {"deliveries": done})
         logger.info("weekly digest of %s sent: %d owner(s), %d sink(s)", week, len(digests), len(self.sinks))

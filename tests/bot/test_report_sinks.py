@@ -247,7 +247,8 @@ async def test_a_failed_delivery_is_tried_again_and_a_stale_claim_taken_over(sto
     sink = MemorySink()
     sink.fail = True
     scheduler = DigestScheduler(store, TAXONOMY, [sink], ZONE, 0, dt.time(7, 0), clock=clock)
-    assert await scheduler.tick() is None and store.transaction(sent_weeks) == []  # claim released
+    assert await scheduler.tick() is None  # claim released, nothing sent
+    assert [w["sent_at"] for w in store.transaction(sent_weeks)] == [None]
     sink.fail = False
     clock.now += dt.timedelta(minutes=1)
     assert await scheduler.tick() == DIGEST_DAY and sink.delivered
@@ -261,6 +262,26 @@ async def test_a_failed_delivery_is_tried_again_and_a_stale_claim_taken_over(sto
     assert await scheduler.tick() is None
     clock.now = later + dt.timedelta(minutes=16)
     assert await scheduler.tick() == dt.date(2026, 3, 16)
+
+
+async def test_a_retry_after_one_sink_failed_sends_only_what_is_missing(store: Store) -> None:
+    store.transaction(seed_contacts)
+    clock = Clock(dt.datetime(2026, 3, 9, 6, 5, tzinfo=dt.timezone.utc))
+    working, failing = MemorySink(), MemorySink()
+    failing.describe = lambda: "memory:failing"  # type: ignore[method-assign]  # two sinks, two names
+    failing.fail = True
+    scheduler = DigestScheduler(store, TAXONOMY, [working, failing], ZONE, 0, dt.time(7, 0), clock=clock)
+    assert await scheduler.tick() is None
+    assert len(working.delivered) == 1 and failing.delivered == []  # stopped at the first failure
+    failing.fail = False
+    clock.now += dt.timedelta(minutes=1)
+    assert await scheduler.tick() == DIGEST_DAY
+    owners = len({c.owner for c in TAXONOMY.causes})
+    assert len(working.delivered) == owners  # the first owner's digest was not sent again
+    assert len({d["owner"] for d in working.delivered}) == owners
+    assert len(failing.delivered) == owners
+    [week] = store.transaction(sent_weeks)
+    assert len(week["details"]["deliveries"]) == 2 * owners
 
 
 async def test_a_service_that_starts_days_late_does_not_send_an_old_digest(store: Store) -> None:
