@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--rasa-url", help="use a running Rasa server (with the webcare channel) instead of starting one")
     pipeline.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
 
+    load = bench_sub.add_parser(
+        "load", help="open-loop load on the signed webhook (R messages/s for S s), then drain: ack and e2e latency")
+    load.add_argument("--rate", type=float, default=200, help="messages per second (default: 200)")
+    load.add_argument("--seconds", type=float, default=60, help="how long to send (default: 60)")
+    load.add_argument("--drain-seconds", type=float,
+                      help="how long to wait afterwards for every answer (default: 120 + 0.25 s per message)")
+    load.add_argument("--connections", type=int, default=100, help="client connection pool size (default: 100)")
+    load.add_argument("--database-url", help="store for the service (default: a fresh SQLite file)")
+    load.add_argument("--rasa-url", help="use a running Rasa server (with the webcare channel) instead of starting one")
+    load.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+
     broadcast = bench_sub.add_parser(
         "broadcast", help="announce a fix to N subscribers through a rate-limited fake channel (kill and resume)")
     broadcast.add_argument("--recipients", type=int, default=600)
@@ -301,6 +312,18 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         _quiet_rasa()
         report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.bench_command == "load":
+        from bot.benchmarks.load import run_load_bench
+
+        _quiet_rasa()
+        try:
+            report = run_load_bench(args.rate, args.seconds, args.drain_seconds, args.database_url,
+                                    args.rasa_url, args.connections)
+        except (ValueError, RuntimeError) as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
         print(json.dumps(report, indent=2))
         return 0
     if args.bench_command == "broadcast":

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot.store.models import Direction, Message, OutboxItem, OutboxStatus, utcnow
@@ -60,3 +60,54 @@ def enqueue(
     session.add(item)
     session.flush()
     return item
+
+
+_INSERT_MESSAGE = insert(Message)  # built once; values come as parameters
+_INSERT_OUTBOX = insert(OutboxItem)
+
+
+def enqueue_all(
+    session: Session,
+    items: Sequence[Tuple[str, Dict[str, Any]]],
+    *,
+    channel: str,
+    recipient: str,
+    source: str,
+    sender: str = "bot",
+    conversation_id: Optional[int] = None,
+) -> List[str]:
+    """:func:`enqueue` for several ``(key, payload)`` items to one recipient, in order.
+
+    The same rows as calling :func:`enqueue` for each item (idempotent on the key, logged in
+    ``messages``), written with plain INSERTs: one look-up for all keys, one INSERT per logged
+    message (its id comes back with it), one multi-row INSERT for the outbox items. The hot
+    path of the bot's auto-sent replies. Returns the keys queued now (not queued before).
+    """
+    if not items:
+        return []
+    session.flush()  # pending ORM rows of the caller go first (ids in order)
+    keys = [key for key, _ in items]
+    existing = set(session.execute(
+        select(OutboxItem.idempotency_key).where(OutboxItem.idempotency_key.in_(keys))
+    ).scalars())
+    now = utcnow()
+    rows: List[Dict[str, Any]] = []
+    for key, payload in items:
+        if key in existing:
+            continue
+        existing.add(key)
+        message_id = None
+        if conversation_id is not None:
+            message_id = session.execute(_INSERT_MESSAGE, {
+                "conversation_id": conversation_id, "direction": Direction.outbound, "channel": channel,
+                "sender": sender, "text": payload.get("text"), "payload": payload, "status": "queued",
+                "attempts": 0, "created_at": now,
+            }).inserted_primary_key[0]
+        rows.append({
+            "idempotency_key": key, "conversation_id": conversation_id, "message_id": message_id,
+            "channel": channel, "recipient": recipient, "payload": payload, "source": source,
+            "status": OutboxStatus.pending, "attempts": 0, "next_attempt_at": now, "created_at": now,
+        })
+    if rows:
+        session.execute(_INSERT_OUTBOX, rows)
+    return [row["idempotency_key"] for row in rows]

@@ -18,13 +18,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.cases import CaseSettings, default_settings, has_open_case, open_case
 from bot.customer_texts import customer_text
 from bot.drafting import DraftingPolicy
-from bot.outbox import enqueue
+from bot.outbox import enqueue, enqueue_all
 from bot.known_issues import known_issue_reply
 from bot.rasa_client import RasaClient, RasaRejected, RasaReply, RasaUnavailable
 from bot.service_commands import carry_out, parse_command
@@ -120,6 +120,10 @@ class Worker:
     def has_capacity(self) -> bool:
         """Whether this worker can take one more conversation right now."""
         return len(self._active) < self.concurrency
+
+    def free_capacity(self) -> int:
+        """How many more conversations this worker can take right now."""
+        return max(0, self.concurrency - len(self._active))
 
     def submit(self, job: Job) -> None:
         """Process a conversation intake already leased for us, starting with ``job``."""
@@ -500,11 +504,44 @@ def apply_reply(
     the lease has been released).
     """
     queued, case_id, identify = _apply(session, job, reply, policy, settings or default_settings())
-    # Usually nothing else waits: one cheap query, then the lease goes back.
-    following = next_job(session, job.conversation_id, owner) if has_received(session, job.conversation_id) else None
-    if following is None:
+    # Usually nothing else waits: one conditional UPDATE gives the lease back unless another
+    # message of the conversation is still unprocessed (then that one is the next job).
+    released = session.execute(
+        _RELEASE_IF_IDLE, {"conversation_id": job.conversation_id, "owner": owner}).rowcount == 1
+    following = None if released else next_job(session, job.conversation_id, owner)
+    if following is None and not released:
         release(session, job.conversation_id, owner, 0)
     return Applied(queued, following, case_id, identify)
+
+
+# The statements of the reply path, built once (values come as parameters).
+_CLAIM_MESSAGE = (
+    update(Message)
+    .where(Message.id == bindparam("message_id"), Message.status == InboundStatus.received.value)
+    .values(status=InboundStatus.processed.value, processed_at=bindparam("p_processed_at"), nlu=bindparam("p_nlu"))
+    .execution_options(synchronize_session=False)
+)
+_CONVERSATION_FOR_REPLY = (
+    select(Conversation.id, Conversation.mode, Conversation.language, Conversation.rasa_sender_id, Customer.flags)
+    .join(Customer, Customer.id == Conversation.customer_id)
+    .where(Conversation.id == bindparam("conversation_id"))
+    .with_for_update(of=Conversation)
+)
+# The lease goes back unless another message of the conversation is still unprocessed.
+_RELEASE_IF_IDLE = (
+    update(Conversation)
+    .where(
+        Conversation.id == bindparam("conversation_id"),
+        Conversation.lease_owner == bindparam("owner"),
+        ~select(Message.id).where(
+            Message.conversation_id == bindparam("conversation_id"),
+            Message.direction == Direction.inbound,
+            Message.status == InboundStatus.received.value,
+        ).exists(),
+    )
+    .values(lease_owner=None, lease_until=None)
+    .execution_options(synchronize_session=False)
+)
 
 
 def has_received(session: Session, conversation_id: int, before: Optional[int] = None) -> bool:
@@ -526,42 +563,42 @@ def _apply(
     # lock (SQLite) before the conversation's mode is read, and the conversation row is
     # locked (PostgreSQL), so a case opened meanwhile by an agent is seen here: no bot reply
     # can slip out after a human took over.
-    claimed = session.execute(
-        update(Message)
-        .where(Message.id == job.message_id, Message.status == InboundStatus.received.value)
-        .values(status=InboundStatus.processed.value, processed_at=utcnow(), nlu=reply.parse)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = session.execute(_CLAIM_MESSAGE, {
+        "message_id": job.message_id, "p_processed_at": utcnow(), "p_nlu": reply.parse,
+    })
     if claimed.rowcount != 1:
         return False, None, None  # already handled (another worker after a lease expiry)
-    conversation = session.get(Conversation, job.conversation_id, with_for_update=True,
-                               populate_existing=True)
-    customer = session.get(Customer, conversation.customer_id)
-    if reply.language:
-        conversation.language = reply.language
-    elif job.language_hint and not conversation.language:
-        conversation.language = job.language_hint
+    # One read for the conversation (row-locked on PostgreSQL) and its customer's flags.
+    row = session.execute(_CONVERSATION_FOR_REPLY, {"conversation_id": job.conversation_id}).one()
+    conversation_id, mode, language = row.id, Mode(row.mode), row.language
+    new_language = reply.language or (job.language_hint if not language else None)
+    if new_language and new_language != language:
+        language = new_language
+        session.execute(
+            update(Conversation).where(Conversation.id == conversation_id).values(language=language)
+            .execution_options(synchronize_session=False)
+        )
 
-    if conversation.mode == Mode.human:
+    if mode == Mode.human:
         # A human holds the conversation: the bot never answers (whatever Rasa returned);
         # the agent sees the message in the case, with its intent. A conversation handed over
         # before cases existed gets its case now, so an agent sees it.
-        if not has_open_case(session, conversation.id):
-            case, created = open_case(session, conversation.id, "handover", settings, {"message_id": job.message_id})
+        if not has_open_case(session, conversation_id):
+            case, created = open_case(session, conversation_id, "handover", settings, {"message_id": job.message_id})
             return True, (case.id if created else None), None
         if _visible(reply.messages):
             # Rasa predicted answers, so its tracker is not paused (e.g. a new Rasa session
             # began): pause it again; the answers themselves are never sent.
             from bot.cases import tracker_events
 
-            tracker_events(session, conversation.rasa_sender_id, [{"event": "pause"}])
+            tracker_events(session, row.rasa_sender_id, [{"event": "pause"}])
         return False, None, None
 
     queued = False
     if job.truncated:
         enqueue(session, key=f"notice:{job.message_id}:too_long", channel=job.channel, recipient=job.recipient,
-                payload={"text": customer_text("message_too_long", conversation.language)},
-                source="bot", conversation_id=conversation.id)
+                payload={"text": customer_text("message_too_long", language)},
+                source="bot", conversation_id=conversation_id)
         queued = True
 
     visible = _visible(reply.messages)
@@ -575,34 +612,33 @@ def _apply(
         details = handover.get("details") if isinstance(handover.get("details"), dict) else {}
         details = {**details, "intent": reply.intent, "confidence": reply.confidence,
                    "message_id": job.message_id}
-        case, created = open_case(session, conversation.id, reason, settings, details,
+        case, created = open_case(session, conversation_id, reason, settings, details,
                                   bot_suggestion=visible)
         return True, (case.id if created else None), None
     identify = instructions.get("identify") if isinstance(instructions.get("identify"), dict) else None
-    known = known_issue_reply(session, reply.intent, conversation.language, settings.taxonomy)
+    known = known_issue_reply(session, reply.intent, language, settings.taxonomy)
     if known is not None and visible:
         visible = known  # an open known issue: its text and the offer to tell them when it's fixed
 
     decision = policy.decide(
-        intent=reply.intent, confidence=reply.confidence, mode=conversation.mode,
-        channel=job.channel, customer_flags=customer.flags or [],
+        intent=reply.intent, confidence=reply.confidence, mode=mode,
+        channel=job.channel, customer_flags=row.flags or [],
     )
     if visible and not decision.silent:
         if decision.auto_send:
-            for index, payload in enumerate(visible):
-                enqueue(session, key=f"reply:{job.message_id}:{index}", channel=job.channel,
-                        recipient=job.recipient, payload=payload, source="bot",
-                        conversation_id=conversation.id)
+            enqueue_all(session, [(f"reply:{job.message_id}:{index}", payload) for index, payload in enumerate(visible)],
+                        channel=job.channel, recipient=job.recipient, source="bot",
+                        conversation_id=conversation_id)
             queued = True
         else:
             session.execute(
                 update(Draft)
-                .where(Draft.conversation_id == conversation.id, Draft.status == DraftStatus.pending)
+                .where(Draft.conversation_id == conversation_id, Draft.status == DraftStatus.pending)
                 .values(status=DraftStatus.superseded)
                 .execution_options(synchronize_session=False)
             )
             session.add(Draft(
-                conversation_id=conversation.id,
+                conversation_id=conversation_id,
                 inbound_message_id=job.message_id,
                 messages=visible,
                 intent=reply.intent,
@@ -614,7 +650,7 @@ def _apply(
         # Rasa answered nothing (e.g. a tracker still paused for a moment after a case
         # closed): an agent answers instead, so the customer is never left waiting.
         session.add(Draft(
-            conversation_id=conversation.id, inbound_message_id=job.message_id, messages=[],
+            conversation_id=conversation_id, inbound_message_id=job.message_id, messages=[],
             intent=reply.intent, confidence=reply.confidence, alternatives=reply.alternatives[:3],
             reason="the bot had no answer to this message: an agent must answer",
         ))

@@ -125,10 +125,11 @@ def _seed(database_url: str, recipients: int) -> int:
 class Service:
     """The real webcare service as a subprocess (``python -m bot service``)."""
 
-    def __init__(self, config_path: Path, port: int, log_path: Path) -> None:
+    def __init__(self, config_path: Path, port: int, log_path: Path, secret: str = SECRET) -> None:
         self.config_path = config_path
         self.port = port
         self.log_path = log_path
+        self.secret = secret  # in $WEBCARE_BENCH_SECRET for the service's bench channel
         self.process: Optional[subprocess.Popen] = None
 
     @property
@@ -136,7 +137,7 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 60.0) -> None:
-        env = {**os.environ, "WEBCARE_BENCH_SECRET": SECRET}
+        env = {**os.environ, "WEBCARE_BENCH_SECRET": self.secret}
         env.pop("WEBCARE_DATABASE_URL", None)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(

@@ -13,6 +13,7 @@ import random
 import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -84,6 +85,9 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
         service_url = f"http://127.0.0.1:{port}/webhooks/bench"
 
         messages = bench_messages(count + WARMUP)
+        # Senders new to Rasa too, also when --rasa-url names a server an earlier run used
+        # (a known sender and message id would not be a first contact there).
+        run = uuid.uuid4().hex[:8]
         service_ms: List[float] = []
         rasa_ms: List[float] = []
         ack_ms: List[float] = []
@@ -92,10 +96,10 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
                 for index, (text, lang) in enumerate(messages):
                     # A new customer each time: a handover earlier in a conversation would
                     # (rightly) silence the bot for the rest of it.
-                    sender = f"customer-{index}"
+                    sender = f"customer-{run}-{index}"
                     committed.clear()
                     started = time.perf_counter()
-                    response = await http.post(service_url, **signed(SECRET, inbound(f"b{index}", sender, text, lang)))
+                    response = await http.post(service_url, **signed(SECRET, inbound(f"b{run}-{index}", sender, text, lang)))
                     acked = time.perf_counter()
                     assert response.status == 200, await response.text()
                     try:

@@ -226,3 +226,74 @@ def test_a_blocked_customer_who_writes_again_is_reachable_again(store: Store) ->
     store.transaction(lambda s: s.execute(update(ChannelIdentity).values(reachable=False)))
     store.transaction(store_inbound, InboundMessage("hook", "r-2", "77", "I unblocked you"))
     assert store.transaction(lambda s: s.execute(select(ChannelIdentity.reachable)).scalar_one()) is True
+
+
+def _first_contact_job_matches_the_stored_rows(store: Store) -> None:
+    """A first contact's job is built from the values just inserted (no re-reads): it must be
+    exactly the job the worker would read back from the store."""
+    from bot.worker import next_job
+
+    message = inbound("fc-1", sender="fc", text="/start", sender_name="Fien", language_hint="nl-BE",
+                      metadata={"command": "start"})
+    result = store.transaction(store_inbound, message, "w-1")
+    assert result.job is not None and not result.duplicate
+    conversation = store.transaction(lambda s: s.get(Conversation, result.conversation_id))
+    assert conversation.lease_owner == "w-1" and conversation.lease_until is not None
+    assert conversation.mode.value == "bot" and conversation.last_message_at is not None
+    assert store.transaction(next_job, result.conversation_id, "w-1") == result.job
+    assert result.job.recipient == "fc" and result.job.command == "start" and result.job.language == "nl"
+    # a long first message: truncated, and the job says so
+    long = store.transaction(store_inbound, inbound("fc-2", sender="fc-long", text="y" * (MAX_TEXT_CHARS + 5)), "w-1")
+    assert long.truncated and long.job is not None and long.job.truncated and len(long.job.text) == MAX_TEXT_CHARS
+    assert store.transaction(next_job, long.conversation_id, "w-1") == long.job
+    # without a local worker the new conversation is free for any worker
+    free = store.transaction(store_inbound, inbound("fc-3", sender="fc-free"))
+    assert free.job is None
+    assert store.transaction(lambda s: s.get(Conversation, free.conversation_id)).lease_owner is None
+    assert store.transaction(claim_conversations, "w-2", 10) == [free.conversation_id]
+
+
+def test_first_contact_job_matches_the_stored_rows_sqlite(store: Store) -> None:
+    _first_contact_job_matches_the_stored_rows(store)
+
+
+def test_first_contact_job_matches_the_stored_rows_postgresql(pg_store: Store) -> None:
+    _first_contact_job_matches_the_stored_rows(pg_store)
+
+
+async def test_messages_arriving_together_share_commits_and_free_places(store: Store) -> None:
+    """Group commit: concurrent webhooks are stored in fewer transactions than messages, every
+    one answered with its own result; no more conversations leased than the worker has room for."""
+    worker = RecordingWorker(store, concurrency=3)
+    intake = Intake(store, worker)
+    transactions = []
+    run = store.run
+
+    async def counting_run(fn, *args, **kwargs):
+        transactions.append(fn.__name__)
+        return await run(fn, *args, **kwargs)
+
+    store.run = counting_run  # type: ignore[method-assign]
+    results = await asyncio.gather(*(intake.accept(inbound(f"g{i}", sender=f"s{i % 10}")) for i in range(40)))
+    assert len(transactions) < 40
+    assert [r.duplicate for r in results] == [False] * 40
+    assert len({r.message_id for r in results}) == 40 and count(store, Message) == 40
+    assert count(store, Conversation) == 10  # the same sender's messages joined one conversation
+    assert len(worker.submitted) == 3 and worker.woken == 37
+    assert {j.message_id for j in worker.submitted} <= {r.message_id for r in results if r.job is not None}
+    again = await asyncio.gather(*(intake.accept(inbound(f"g{i}", text="again")) for i in range(5)))
+    assert all(r.duplicate for r in again) and [r.message_id for r in again] == [r.message_id for r in results[:5]]
+
+
+async def test_a_batch_that_meets_a_concurrent_writer_is_stored_one_by_one(store: Store, monkeypatch) -> None:
+    import bot.intake as intake_module
+    from sqlalchemy.exc import IntegrityError
+
+    def conflict(session, messages, owner, leases):
+        raise IntegrityError("INSERT", {}, Exception("another replica was first"))
+
+    monkeypatch.setattr(intake_module, "store_batch", conflict)
+    worker = RecordingWorker(store)
+    results = await asyncio.gather(*(Intake(store, worker).accept(inbound(f"c{i}", sender=f"c{i}")) for i in range(3)))
+    assert [r.duplicate for r in results] == [False] * 3 and count(store, Message) == 3
+    assert len(worker.submitted) + worker.woken == 3

@@ -566,3 +566,32 @@ def test_bot_answers_in_a_human_held_conversation_pause_the_tracker_again(store:
     assert [e.events for e in all_of(store, TrackerEvent)] == [[{"event": "pause"}], [{"event": "pause"}]]
     assert len(all_of(store, OutboxItem)) == 1  # only the handover notice
 
+
+
+def test_enqueue_all_writes_what_enqueue_writes(store: Store) -> None:
+    """The reply path's multi-row outbox insert: the same rows as one enqueue per item, in order,
+    idempotent on the key."""
+    from bot.outbox import enqueue_all
+
+    conversation_id = receive(store, "eq-1", sender="eq").conversation_id
+    payloads = [{"text": "one"}, {"text": "two", "buttons": BUTTONS}]
+    store.transaction(lambda s: [enqueue(s, key=f"a:{i}", channel="hook", recipient="eq", payload=p, source="bot",
+                                         conversation_id=conversation_id) for i, p in enumerate(payloads)])
+    queued = store.transaction(enqueue_all, [(f"b:{i}", p) for i, p in enumerate(payloads)], channel="hook",
+                               recipient="eq", source="bot", conversation_id=conversation_id)
+    assert queued == ["b:0", "b:1"]
+    again = store.transaction(enqueue_all, [("b:1", {"text": "other"}), ("b:2", {"text": "three"})], channel="hook",
+                              recipient="eq", source="bot", conversation_id=conversation_id)
+    assert again == ["b:2"]  # b:1 was queued before: not again
+    items = all_of(store, OutboxItem)
+    assert [i.idempotency_key for i in items] == ["a:0", "a:1", "b:0", "b:1", "b:2"]
+    fields = ("conversation_id", "channel", "recipient", "payload", "source", "status", "attempts", "lease_owner")
+    for a, b in zip(items[:2], items[2:4]):
+        assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+        assert b.next_attempt_at is not None and b.created_at is not None
+    outbound = {m.id: m for m in all_of(store, Message) if m.direction == "out"}
+    for a, b in zip(items[:2], items[2:4]):
+        ma, mb = outbound[a.message_id], outbound[b.message_id]
+        assert (ma.conversation_id, ma.channel, ma.sender, ma.text, ma.payload, ma.status) == \
+               (mb.conversation_id, mb.channel, mb.sender, mb.text, mb.payload, mb.status)
+    assert len(outbound) == 5
