@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -245,6 +246,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         except Exception as exc:  # a broken store or plugin must stop start-up, loudly
             print(f"webcare: cannot start the service: {exc}", file=sys.stderr)
             return 1
+        # Everything loaded at start-up lives as long as the process: keep it out of the
+        # garbage collector's full collections, whose pauses would otherwise stall webhooks.
+        gc.collect()
+        gc.freeze()
         web.run_app(app, host=host, port=port, print=lambda *_: print(
             f"webcare service {__version__} listening on http://{host}:{port}/", flush=True))
         return 0

@@ -196,6 +196,7 @@ class Message(Base):
         UniqueConstraint("channel", "direction", "channel_message_id", name="uq_message_channel_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_pending", "status", "conversation_id"),
+        Index("ix_messages_status_order", "status", "id"),  # waiting messages, oldest first
     )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
