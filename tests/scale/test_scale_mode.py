@@ -12,7 +12,6 @@ import asyncio
 import collections
 import itertools
 import json
-from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Sequence, Tuple
 
 import aiohttp
