@@ -114,6 +114,8 @@ class ServiceReplica:
     def kill(self) -> None:
         """kill -9: no shutdown handler runs."""
         assert self.process is not None
+        if self.process.poll() is not None:
+            return  # already dead
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
