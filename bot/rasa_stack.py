@@ -60,7 +60,6 @@ class RasaStack:
         self.workdir = workdir
         self.model = model
         self.rasa_ports = [free_port() for _ in range(replicas)]
-        self.rasa_port = self.rasa_ports[0]
         self.actions_port = free_port()
         self.endpoints = endpoints
         self.env = dict(env or {})

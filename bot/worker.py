@@ -120,7 +120,7 @@ class Worker:
 
     def has_capacity(self) -> bool:
         """Whether this worker can take one more conversation right now."""
-        return len(self._active) < self.concurrency
+        return self.free_capacity() > 0
 
     def free_capacity(self) -> int:
         """How many more conversations this worker can take right now."""
@@ -148,7 +148,7 @@ class Worker:
                         await self.store.run(renew_leases, self.owner, list(self._active))
                     except Exception:
                         logger.exception("worker: renewing leases failed; retrying")
-            free = self.concurrency - len(self._active)
+            free = self.free_capacity()
             claimed: List[int] = []
             if free > 0:
                 try:

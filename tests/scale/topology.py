@@ -150,7 +150,8 @@ class ScaleTopology:
 
         redis = urlparse(REDIS_URL)
         return {
-            "RASA_DB_HOST": "127.0.0.1", "RASA_DB_NAME": "webcare", "RASA_DB_USER": "postgres",
+            "RASA_DB_HOST": "127.0.0.1", "RASA_DB_PORT": str(self.postgres.port),
+            "RASA_DB_NAME": "webcare", "RASA_DB_USER": "postgres",
             "RASA_DB_PASSWORD": "", "RASA_DB_LOGIN_DB": "postgres",
             "RASA_REDIS_HOST": redis.hostname or "127.0.0.1", "RASA_REDIS_DB": (redis.path or "/1").strip("/") or "1",
             "RASA_LOCK_PREFIX": f"webcare{self.tag}",
@@ -162,8 +163,8 @@ class ScaleTopology:
         self.postgres.init()
         self.database_url = self.postgres.create_database("webcare")
         # Rasa's tracker store: the same database as the store, on the private cluster.
-        rasa_env = dict(self.rasa_env(), RASA_DB_PORT=str(self.postgres.port))
-        self.rasa = RasaStack(self.workdir, replicas=self.rasa_replicas, endpoints=SCALE_ENDPOINTS, env=rasa_env)
+        self.rasa = RasaStack(self.workdir, replicas=self.rasa_replicas, endpoints=SCALE_ENDPOINTS,
+                              env=self.rasa_env())
         self.rasa.start()
         config = {
             "database": {"url": self.database_url},
