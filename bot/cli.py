@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from bot import __version__
 from bot.config import ConfigError, load_config
@@ -509,18 +509,31 @@ def _gdpr(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> 
             if answer != str(customer_id):
                 print("webcare: not erased", file=sys.stderr)
                 return 1
+        sinks, unbuilt = gdpr.digest_sinks((config.raw.get("reports") or {}).get("sinks") or [])
         report = asyncio.run(gdpr.erase_customer(store, str(customer_id), config.rasa.url, by="id",
-                                                 actor_id=actor_id, include_crm=args.include_crm))
+                                                 actor_id=actor_id, include_crm=args.include_crm, sinks=sinks))
     finally:
         store.close()
+    report.digest_sinks_not_recalled.extend(unbuilt)
     print(json.dumps(report.as_dict(), indent=2))
+    if report.digest_sinks_not_recalled:
+        print("webcare: weekly digests delivered to these report sinks cannot be recalled from here "
+              "(they may quote the customer's CSAT comments):", file=sys.stderr)
+        for sink in report.digest_sinks_not_recalled:
+            print(f"  {sink}", file=sys.stderr)
     if not report.complete:
-        print(f"webcare: the store is erased, but {len(report.trackers_pending)} Rasa tracker(s) are not:",
-              file=sys.stderr)
-        for sender, reason in report.trackers_pending.items():
-            print(f"  {sender}: {reason}", file=sys.stderr)
-        print(f"run `webcare gdpr erase {report.customer_id} --by id --yes` again when Rasa is back",
-              file=sys.stderr)
+        if report.trackers_pending:
+            print(f"webcare: the store is erased, but {len(report.trackers_pending)} Rasa tracker(s) are not:",
+                  file=sys.stderr)
+            for sender, reason in report.trackers_pending.items():
+                print(f"  {sender}: {reason}", file=sys.stderr)
+        if report.digests_pending:
+            print(f"webcare: the store is erased, but the digests of {len(report.digests_pending)} report "
+                  "sink(s) are not:", file=sys.stderr)
+            for sink, reason in report.digests_pending.items():
+                print(f"  {sink}: {reason}", file=sys.stderr)
+        print(f"run `webcare gdpr erase {report.customer_id} --by id --yes` again when "
+              f"{'Rasa is back' if report.trackers_pending else 'that is fixed'}", file=sys.stderr)
         return 1
     print(f"erased customer {report.customer_id}", file=sys.stderr)
     return 0
@@ -562,7 +575,7 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     import asyncio
     import datetime as dt
 
-    from bot.digest import build_digests, deliver
+    from bot.digest import build_digests, deliver, redact_erased_comments
     from bot.report_sinks import ReportSinkError, build_sinks
     from bot.cases import CaseSettings
     from bot.root_causes import RootCauseError
@@ -583,8 +596,12 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     store = Store.from_url(config.database_url)
     try:
         digests = store.transaction(build_digests, taxonomy, day, zone)
+
+        async def recheck(digest: Dict[str, Any]) -> None:  # a comment erased meanwhile is left out
+            await store.run(redact_erased_comments, digest)
+
         try:
-            done = asyncio.run(deliver(digests, sinks))
+            done = asyncio.run(deliver(digests, sinks, before_send=recheck))
         except ReportSinkError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return 1

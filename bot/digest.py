@@ -11,13 +11,18 @@ was never completed (a replica died while sending) is taken over after ``STALE_C
 failed delivery releases the claim so the next check tries again -- each delivery (owner,
 sink) is recorded as it happens, so the retry sends only what is missing, never a sink's
 digest twice.
+
+GDPR: each quoted CSAT comment carries its ``contact_id``. Right before a digest goes to a sink,
+quotes whose comment was erased since the digest was built are blanked
+(:func:`redact_erased_comments`); an erase blanks them in the digests a sink keeps
+(``ReportSink.erase_comments``, ``bot/gdpr.py``), both with :func:`redact_words`.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -25,10 +30,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.reports import Period, comments, recurring_issue_report
-from bot.store.models import ReportDigest, utcnow
+from bot.store.models import Contact, ReportDigest, utcnow
 
 logger = logging.getLogger(__name__)
 
+DIGEST_KIND = "webcare.recurring_issue_digest"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 STALE_CLAIM = dt.timedelta(minutes=15)
 CATCH_UP = dt.timedelta(hours=24)  # a service that was down at the due time still sends within this
@@ -69,7 +75,7 @@ def build_digests(session: Session, taxonomy: Any, day: dt.date, zone: ZoneInfo,
                          "customer_words": words.get(cause.code, [])})
         rows.sort(key=lambda r: (-r["contacts"], -r["previous_contacts"], r["root_cause"]))
         digests.append({
-            "kind": "webcare.recurring_issue_digest",
+            "kind": DIGEST_KIND,
             "owner": owner,
             "date": day.isoformat(),
             "period": report["period"],
@@ -125,7 +131,8 @@ def digest_markdown(digest: Dict[str, Any]) -> str:
         lines.append(f"| {_md(row['title'])} (`{row['root_cause']}`) | {row['contacts']} | {row['previous_contacts']} | "
                      f"{ARROWS.get(row['trend'], '')} {_change(row)} | {_pct(row['repeat_rate'])} | "
                      f"{row['csat_mean'] if row['csat_mean'] is not None else '–'} | {_pct(row['csat_response_rate'])} |")
-    quoted = [(row["title"], w) for row in digest["root_causes"] for w in row["customer_words"]]
+    quoted = [(row["title"], w) for row in digest["root_causes"] for w in row["customer_words"]
+              if w.get("text") is not None]
     if quoted:
         lines += ["", "## In the customers' words", ""]
         lines += [f"- {_md(title)}: “{_md(w['text'])}” ({w['score']}/5)" for title, w in quoted]
@@ -143,12 +150,44 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def redact_words(digest: Dict[str, Any], contact_ids: Collection[int], texts: Collection[str] = ()) -> int:
+    """Blank, in place, the quotes of these contacts' CSAT comments, as a GDPR erase blanks the
+    comment itself (the score stays); how many. A quote without ``contact_id`` (a digest written
+    before quotes carried it) is matched on its exact text among ``texts``."""
+    redacted = 0
+    for row in digest.get("root_causes") or []:
+        for word in row.get("customer_words") or []:
+            if not isinstance(word, dict) or word.get("text") is None:
+                continue
+            contact_id = word.get("contact_id")
+            if (contact_id in contact_ids) if contact_id is not None else (word["text"] in texts):
+                word["text"], word["erased"] = None, True
+                redacted += 1
+    return redacted
+
+
+def redact_erased_comments(session: Session, digest: Dict[str, Any]) -> int:
+    """Right before a digest goes out: blank the quotes whose comment was erased since it was built."""
+    quoted = {w["contact_id"] for row in digest.get("root_causes") or [] for w in row.get("customer_words") or []
+              if w.get("text") is not None and w.get("contact_id") is not None}
+    if not quoted:
+        return 0
+    kept = set(session.execute(select(Contact.id).where(
+        Contact.id.in_(quoted), Contact.csat_comment.is_not(None))).scalars())
+    redacted = redact_words(digest, quoted - kept)
+    if redacted:
+        logger.info("digest for %s: %d erased comment(s) left out", digest.get("owner"), redacted)
+    return redacted
+
+
 async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any],
                   already: Sequence[Dict[str, Any]] = (),
                   on_delivered: Optional[Callable[[Dict[str, Any]], Awaitable[None]]] = None,
+                  before_send: Optional[Callable[[Dict[str, Any]], Awaitable[Any]]] = None,
                   ) -> List[Dict[str, Any]]:
     """Every digest to every sink, except the deliveries in ``already`` (an earlier try that
-    failed half-way); what was delivered where. ``on_delivered`` records each one as it happens."""
+    failed half-way); what was delivered where. ``on_delivered`` records each one as it happens;
+    ``before_send`` may amend a digest right before each send (erased comments)."""
     done = list(already)
     skip = {(entry["owner"], entry["sink"]) for entry in already}
     for digest in digests:
@@ -156,6 +195,8 @@ async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any],
             entry = {"owner": digest["owner"], "sink": sink.describe()}
             if (entry["owner"], entry["sink"]) in skip:
                 continue
+            if before_send is not None:
+                await before_send(digest)
             await sink.deliver(digest)
             done.append(entry)
             if on_delivered is not None:
@@ -258,10 +299,13 @@ class DigestScheduler:
         async def recorded(entry: Dict[str, Any]) -> None:
             await self.store.run(_record_delivery, week, entry)
 
+        async def recheck(digest: Dict[str, Any]) -> None:
+            await self.store.run(redact_erased_comments, digest)
+
         try:
             already = await self.store.run(_delivered, week)  # an earlier try got this far
             digests = await self.store.run(build_digests, self.taxonomy, week, self.zone)
-            done = await deliver(digests, self.sinks, already, recorded)
+            done = await deliver(digests, self.sinks, already, recorded, recheck)
         except Exception:
             logger.exception("weekly digest of %s: delivery failed; trying again later", week)
             await self.store.run(_release, week, self.clock())

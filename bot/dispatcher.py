@@ -4,6 +4,12 @@ Per recipient, messages go out in order (an item waits while an older one for th
 recipient is pending). Transient failures are retried with exponential backoff; a channel's
 ``retry_after`` is honoured and pauses that channel; each channel has its own rate limit;
 permanent failures stop retrying, and an unreachable recipient (blocked the bot) is marked.
+
+Right before each send the item is checked again (:func:`confirm_send`): still ours, still
+pending, and its customer not erased. A GDPR erase cancels pending items in its own transaction,
+so an item claimed just before the erase is dropped here rather than delivered; one queued after
+the erase by work already under way is cancelled here. Only a send already on its way when the
+erase commits cannot be stopped.
 """
 from __future__ import annotations
 
@@ -19,9 +25,19 @@ from typing import Any, Dict, List, Mapping, Optional, Set
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from bot import audit, gdpr
 from bot.rate_limit import TokenBucket
 from bot.store.database import Store
-from bot.store.models import ChannelIdentity, Message, OutboxItem, OutboxStatus, utcnow
+from bot.store.models import (
+    BroadcastRecipient,
+    ChannelIdentity,
+    Conversation,
+    Customer,
+    Message,
+    OutboxItem,
+    OutboxStatus,
+    utcnow,
+)
 from connectors.base import Connector, DeliveryError
 
 logger = logging.getLogger(__name__)
@@ -113,11 +129,10 @@ class Dispatcher:
         connector = self.connectors[delivery.channel]
         bucket = self.buckets[delivery.channel]
         slot = await bucket.acquire()
-        if delivery.lease_until and utcnow() > delivery.lease_until - dt.timedelta(seconds=LEASE_SECONDS / 2):
-            # We waited long (rate limit, retry_after): make sure the item is still ours.
-            if not await self.store.run(renew_lease, delivery):
-                logger.info("dispatcher: outbox %s was taken over; not sending it", delivery.id)
-                return False
+        # At send time (after any wait for the rate limit or a retry_after): still ours, still to
+        # send, and not to an erased customer?
+        if not await self.store.run(confirm_send, delivery):
+            return False
         try:
             try:
                 result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
@@ -185,6 +200,48 @@ def claim_due(session: Session, channels: List[str], limit: int, owner: Optional
     return claimed
 
 
+def confirm_send(session: Session, delivery: Delivery) -> bool:
+    """Whether to send ``delivery`` now: the item is still pending, still ours (the lease we
+    claimed it with; renewed when half of it has passed) and its customer is not erased.
+
+    An item whose customer was erased but which is still pending (queued after the erase by work
+    already under way) is cancelled here as the erase cancels one, and audited.
+    """
+    row = session.execute(
+        select(OutboxItem.status, OutboxItem.lease_until, OutboxItem.conversation_id, OutboxItem.source,
+               Conversation.customer_id, Customer.flags)
+        .outerjoin(Conversation, Conversation.id == OutboxItem.conversation_id)
+        .outerjoin(Customer, Customer.id == Conversation.customer_id)
+        .where(OutboxItem.id == delivery.id)
+    ).first()
+    if row is None or row.status != OutboxStatus.pending:
+        logger.info("dispatcher: outbox %s is no longer pending (cancelled by an erase?); not sending it",
+                    delivery.id)
+        return False
+    if delivery.lease_until is not None and row.lease_until != delivery.lease_until:
+        logger.info("dispatcher: outbox %s was taken over; not sending it", delivery.id)
+        return False
+    customer_id, flags = row.customer_id, row.flags
+    if row.conversation_id is None and row.source == "broadcast":  # to a customer without a conversation
+        recipient = session.execute(
+            select(BroadcastRecipient.customer_id, Customer.flags)
+            .join(Customer, Customer.id == BroadcastRecipient.customer_id)
+            .where(BroadcastRecipient.outbox_id == delivery.id).limit(1)
+        ).first()
+        if recipient is not None:
+            customer_id, flags = recipient.customer_id, recipient.flags
+    if gdpr.is_erased(flags):
+        item = session.get(OutboxItem, delivery.id)
+        if gdpr.erase_outbox_item(session, item):
+            audit.record(session, None, gdpr.OUTBOX_AUDIT, "customer", customer_id, {"outbox_cancelled": [item.id]})
+        logger.info("dispatcher: outbox %s is for an erased customer; cancelled, not sent", delivery.id)
+        return False
+    if delivery.lease_until is not None and utcnow() > delivery.lease_until - dt.timedelta(seconds=LEASE_SECONDS / 2):
+        # We waited long (rate limit, retry_after): keep the item ours while we send it.
+        return renew_lease(session, delivery)
+    return True
+
+
 def renew_lease(session: Session, delivery: Delivery) -> bool:
     """Extend our lease if it is still ours (unchanged since we claimed it)."""
     result = session.execute(
@@ -224,6 +281,16 @@ def unclaim(session: Session, ids: List[int]) -> None:
 def record_success(session: Session, item_id: int, channel_message_id: Optional[str]) -> None:
     item = session.get(OutboxItem, item_id)
     now = utcnow()
+    if item.last_error == gdpr.CANCELLED:
+        # The customer was erased while this send was on its way: it did go out (recorded as
+        # such), but nothing that identifies it (the platform's message id) is kept.
+        item.status, item.sent_at, item.lease_until = OutboxStatus.sent, now, None
+        item.attempts += 1
+        item.last_error = gdpr.SENT_WHILE_ERASED
+        if item.message_id is not None:
+            session.get(Message, item.message_id).status = "sent"
+        logger.warning("dispatcher: outbox %s was delivered while its customer was being erased", item.id)
+        return
     item.status = OutboxStatus.sent
     item.sent_at = now
     item.lease_until = None
@@ -239,6 +306,8 @@ def record_success(session: Session, item_id: int, channel_message_id: Optional[
 def record_failure(session: Session, delivery: Delivery, error: DeliveryError, max_attempts: int) -> None:
     item = session.get(OutboxItem, delivery.id)
     now = utcnow()
+    if item.last_error == gdpr.CANCELLED:  # erased meanwhile: it stays cancelled
+        return
     item.lease_until = None
     item.last_error = error.reason[:2000]
     if error.retry_after is not None:

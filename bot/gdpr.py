@@ -19,10 +19,17 @@ cases                         trigger_details, snapshot, resolution, crm_profile
                               -> blanked; trigger, root causes, timings kept
 case_notes                    text -> blanked
 contacts                      csat_comment -> removed; root cause, timings, CSAT score kept
+weekly digests                quotes of those comments -> blanked in what report sinks keep
+                              (``ReportSink.erase_comments``: the file sink's JSON and Markdown);
+                              digests that went elsewhere (webhook) cannot be recalled; a digest
+                              built before the erase blanks them right before it is sent
 known_issue_subscriptions     deleted
 opt_ins                       deleted
 broadcast_recipients          kept (no personal data); pending ones skipped
-outbox                        recipient, payload -> blanked; pending items cancelled
+outbox                        recipient, payload -> blanked; pending items cancelled (their ids
+                              in the ``gdpr.erase`` audit entry); the dispatcher checks again right
+                              before each send, so an item claimed before the erase, or queued
+                              after it by work already under way, is dropped, not sent
 tracker_events                deleted (agents' texts for the Rasa tracker)
 audit_log                     details of entries about the customer -> non-personal keys only
 crm_customers/crm_contracts   the CRM's own records: exported; erased only with ``include_crm``
@@ -38,9 +45,11 @@ import asyncio
 import datetime as dt
 import enum
 import getpass
+import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import aiohttp
@@ -49,6 +58,7 @@ from sqlalchemy.orm import Session
 
 from bot import audit
 from bot.errors import BadRequest, NotFound
+from bot.report_sinks.base import ReportSink, ReportSinkError
 from bot.store.database import Store
 from bot.store.models import (
     AuditEntry,
@@ -73,15 +83,20 @@ from bot.store.models import (
     OptIn,
     OutboxItem,
     OutboxStatus,
+    ReportDigest,
     TrackerEvent,
     utcnow,
 )
+
+logger = logging.getLogger(__name__)
 
 ERASED_FLAG = "erased"
 ERASED_PREFIX = "erased:"
 MERGED_FLAG = "merged_into:"
 BY_CHOICES = ("id", "crm", "identity")
 CANCELLED = "cancelled: customer data erased"
+SENT_WHILE_ERASED = "sent before the erase could stop it"  # the send was on its way (bot/dispatcher.py)
+OUTBOX_AUDIT = "gdpr.erase.outbox"  # outbox items cancelled after the erase itself
 RASA_EVENTS_TABLE = "events"  # Rasa's SQLTrackerStore table (same database, endpoints.yml)
 
 # audit details that never carry personal data (ids, intents, codes); everything else goes
@@ -358,6 +373,43 @@ def _has_table(session: Session, name: str) -> bool:
     return sa_inspect(session.connection()).has_table(name)
 
 
+def _erase_message(message: Message, now: dt.datetime) -> None:
+    """The row, direction, timestamps and intent stay; what was said goes."""
+    kind = (message.payload or {}).get("kind") if isinstance(message.payload, dict) else None
+    message.text = None
+    message.payload = {"erased": True, **({"kind": kind} if isinstance(kind, str) else {})}
+    message.channel_message_id = None
+    message.last_error = None
+    message.nlu = _nlu_aggregate(message.nlu)
+    if message.direction == Direction.inbound and message.status == InboundStatus.received.value:
+        message.status, message.processed_at = InboundStatus.processed.value, now
+
+
+def erase_outbox_item(session: Session, item: OutboxItem, now: Optional[dt.datetime] = None) -> bool:
+    """Blank an outbox item of an erased customer; a pending one is cancelled (never sent, its
+    logged message erased and failed). True when it was cancelled now. Caller's transaction."""
+    item.recipient = "erased"
+    item.payload = {"erased": True}
+    item.channel_message_id = None
+    if item.status != OutboxStatus.pending:
+        if item.last_error and item.last_error not in (CANCELLED, SENT_WHILE_ERASED):
+            item.last_error = "erased"
+        return False
+    item.status, item.last_error = OutboxStatus.failed, CANCELLED
+    item.lease_owner = item.lease_until = None
+    if item.message_id is not None:
+        message = session.get(Message, item.message_id)
+        if message is not None:
+            _erase_message(message, now or utcnow())
+            message.status = "failed"
+    return True
+
+
+def is_erased(flags: Any) -> bool:
+    """Whether a customer's ``flags`` mark it erased."""
+    return isinstance(flags, list) and ERASED_FLAG in flags
+
+
 @dataclass
 class EraseResult:
     customer_id: int
@@ -365,6 +417,8 @@ class EraseResult:
     already_erased: bool
     senders: List[str]  # Rasa sender ids whose tracker must be erased through the API
     counts: Dict[str, int] = field(default_factory=dict)
+    contact_ids: List[int] = field(default_factory=list)  # whose CSAT comments digests may quote
+    comment_texts: List[str] = field(default_factory=list)  # those comments (only in memory)
 
 
 def erase_store(session: Session, customer_id: int, actor_id: Optional[int] = None,
@@ -410,14 +464,7 @@ def erase_store(session: Session, customer_id: int, actor_id: Optional[int] = No
 
     # messages: rows, direction, timestamps and intents stay; what was said goes
     for message in session.execute(select(Message).where(Message.id.in_(scope.message_ids or [-1]))).scalars():
-        kind = (message.payload or {}).get("kind") if isinstance(message.payload, dict) else None
-        message.text = None
-        message.payload = {"erased": True, **({"kind": kind} if isinstance(kind, str) else {})}
-        message.channel_message_id = None
-        message.last_error = None
-        message.nlu = _nlu_aggregate(message.nlu)
-        if message.direction == Direction.inbound and message.status == InboundStatus.received.value:
-            message.status, message.processed_at = InboundStatus.processed.value, now
+        _erase_message(message, now)
     counts["messages"] = len(scope.message_ids)
 
     for draft in session.execute(select(Draft).where(Draft.id.in_(scope.draft_ids or [-1]))).scalars():
@@ -442,6 +489,9 @@ def erase_store(session: Session, customer_id: int, actor_id: Optional[int] = No
                     .values(text="").execution_options(synchronize_session=False))
     counts["cases"] = len(scope.case_ids)
 
+    # the comments' texts, for digests written before their quotes carried the contact id
+    comment_texts = sorted(set(session.execute(select(Contact.csat_comment).where(
+        Contact.id.in_(scope.contact_ids or [-1]), Contact.csat_comment.isnot(None))).scalars()))
     session.execute(update(Contact).where(Contact.id.in_(scope.contact_ids or [-1]))
                     .values(csat_comment=None).execution_options(synchronize_session=False))
     counts["contacts"] = len(scope.contact_ids)
@@ -458,16 +508,13 @@ def erase_store(session: Session, customer_id: int, actor_id: Optional[int] = No
         .values(status="failed", error="customer data erased", updated_at=now)
         .execution_options(synchronize_session=False))
 
-    for item in session.execute(select(OutboxItem).where(OutboxItem.id.in_(scope.outbox_ids or [-1]))).scalars():
-        item.recipient = "erased"
-        item.payload = {"erased": True}
-        item.channel_message_id = None
-        if item.status == OutboxStatus.pending:
-            item.status, item.last_error = OutboxStatus.failed, CANCELLED
-            item.lease_owner = item.lease_until = None
-        elif item.last_error and item.last_error != CANCELLED:
-            item.last_error = "erased"
+    # outbox: pending items are cancelled here, in this transaction; a dispatcher that claimed one
+    # already finds it cancelled when it checks right before sending (bot/dispatcher.py)
+    cancelled = [item.id for item in session.execute(
+        select(OutboxItem).where(OutboxItem.id.in_(scope.outbox_ids or [-1])).order_by(OutboxItem.id)).scalars()
+        if erase_outbox_item(session, item, now)]
     counts["outbox"] = len(scope.outbox_ids)
+    counts["outbox_cancelled"] = len(cancelled)
 
     counts["tracker_events"] = session.execute(delete(TrackerEvent).where(
         TrackerEvent.rasa_sender_id.in_(scope.all_senders or ["\x00"]))).rowcount or 0
@@ -500,9 +547,13 @@ def erase_store(session: Session, customer_id: int, actor_id: Optional[int] = No
             "customer_ids": scope.customer_ids,
             "operator": operator,
             "rasa_trackers": len(scope.senders),
+            "outbox_cancelled": cancelled,
         })
+    elif cancelled:  # queued after the first erase by work that was already under way
+        audit.record(session, actor_id, OUTBOX_AUDIT, "customer", customer_id, {"outbox_cancelled": cancelled})
     session.flush()
-    return EraseResult(customer_id, scope.customer_ids, already, list(scope.senders), counts)
+    return EraseResult(customer_id, scope.customer_ids, already, list(scope.senders), counts,
+                       list(scope.contact_ids), comment_texts)
 
 
 def mark_trackers_erased(session: Session, customer_id: int, senders: Sequence[str]) -> int:
@@ -561,6 +612,53 @@ async def erase_trackers(rasa_url: str, senders: Sequence[str],
     return done, failed
 
 
+def digest_sinks(configured: Sequence[Mapping[str, Any]]) -> Tuple[List[ReportSink], List[str]]:
+    """``reports.sinks`` for an erase, each entry built on its own (a webhook sink whose secret is
+    not in this shell's environment must not stop the erase); (sinks, entries that could not be built)."""
+    from bot.report_sinks import build_sinks
+
+    sinks: List[ReportSink] = []
+    unbuilt: List[str] = []
+    for index, options in enumerate(configured or [], start=1):
+        try:
+            sinks.extend(build_sinks([options]))
+        except ReportSinkError as exc:
+            kind = options.get("type") if isinstance(options, Mapping) else None
+            unbuilt.append(f"reports.sinks entry {index} ({kind}): not built: {exc}")
+    return sinks, unbuilt
+
+
+def _recorded_file_sinks(session: Session) -> List[str]:
+    """Directories of file sinks the scheduler delivered to (``report_digests``), configured or not."""
+    directories = set()
+    for details in session.execute(select(ReportDigest.details)).scalars():
+        for delivery in (details or {}).get("deliveries") or []:
+            sink = str(delivery.get("sink") or "") if isinstance(delivery, dict) else ""
+            if sink.startswith("file:"):
+                directories.add(sink[len("file:"):])
+    return sorted(directories)
+
+
+async def erase_digests(sinks: Sequence[ReportSink], contact_ids: Sequence[int], texts: Sequence[str]
+                        ) -> Tuple[int, List[str], Dict[str, str]]:
+    """Blank the contacts' comments in the digests each sink keeps; (digests rewritten, sinks whose
+    digests cannot be recalled, {sink: why it failed})."""
+    rewritten, unreachable, failed = 0, [], {}
+    for sink in sinks:
+        name = sink.describe()
+        try:
+            changed = await sink.erase_comments(set(contact_ids), set(texts))
+        except Exception as exc:  # a sink (or a plugin) that fails must not hide the others
+            logger.exception("gdpr erase: report sink %s failed", name)
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if changed is None:
+            unreachable.append(name)
+        else:
+            rewritten += changed
+    return rewritten, sorted(set(unreachable)), failed
+
+
 @dataclass
 class EraseReport:
     customer_id: int
@@ -569,22 +667,29 @@ class EraseReport:
     counts: Dict[str, int]
     trackers_erased: List[str]
     trackers_pending: Dict[str, str]  # sender id -> why it is still to erase
+    digests_redacted: int = 0  # stored digests rewritten without the customer's comments
+    digests_pending: Dict[str, str] = field(default_factory=dict)  # report sink -> why it failed
+    digest_sinks_not_recalled: List[str] = field(default_factory=list)  # delivered elsewhere: out of reach
 
     @property
     def complete(self) -> bool:
-        return not self.trackers_pending
+        return not self.trackers_pending and not self.digests_pending
 
     def as_dict(self) -> Dict[str, Any]:
         return {"customer_id": self.customer_id, "customer_ids": self.customer_ids,
                 "already_erased": self.already_erased, "counts": self.counts,
                 "rasa_trackers_erased": len(self.trackers_erased),
-                "rasa_trackers_pending": self.trackers_pending, "complete": self.complete}
+                "rasa_trackers_pending": self.trackers_pending,
+                "digests_redacted": self.digests_redacted, "digests_pending": self.digests_pending,
+                "digest_sinks_not_recalled": self.digest_sinks_not_recalled, "complete": self.complete}
 
 
 async def erase_customer(store: Store, ref: str, rasa_url: str, by: Optional[str] = None,
                          actor_id: Optional[int] = None, operator: Optional[str] = None,
-                         include_crm: bool = False, timeout_seconds: float = 10.0) -> EraseReport:
-    """Erase the store (one transaction), then the Rasa trackers; re-run to finish the trackers."""
+                         include_crm: bool = False, timeout_seconds: float = 10.0,
+                         sinks: Sequence[ReportSink] = ()) -> EraseReport:
+    """Erase the store (one transaction), then the Rasa trackers and the digests the report
+    ``sinks`` (and file sinks recorded in ``report_digests``) keep; re-run to finish what failed."""
     if operator is None:
         try:
             operator = getpass.getuser()
@@ -598,4 +703,16 @@ async def erase_customer(store: Store, ref: str, rasa_url: str, by: Optional[str
     done, failed = await erase_trackers(rasa_url, result.senders, timeout_seconds) if result.senders else ([], {})
     if done:
         await store.run(mark_trackers_erased, result.customer_id, done)
-    return EraseReport(result.customer_id, result.customer_ids, result.already_erased, result.counts, done, failed)
+    from bot.report_sinks.file import FileSink
+
+    every_sink = list(sinks)
+    known = {sink.describe() for sink in every_sink}
+    for directory in await store.run(_recorded_file_sinks):
+        sink = FileSink(Path(directory))
+        if sink.describe() not in known:
+            every_sink.append(sink)
+            known.add(sink.describe())
+    rewritten, not_recalled, digests_failed = await erase_digests(
+        every_sink, result.contact_ids, result.comment_texts)
+    return EraseReport(result.customer_id, result.customer_ids, result.already_erased, result.counts, done, failed,
+                       rewritten, digests_failed, not_recalled)

@@ -531,13 +531,17 @@ def report_csv(report: Mapping[str, Any]) -> str:
 
 def comments(session: Session, period: Period, codes: Iterable[Optional[str]], limit: int = 3
              ) -> Dict[Optional[str], List[Dict[str, Any]]]:
-    """The latest CSAT comments (customers' own words) per root cause in ``period``."""
+    """The latest CSAT comments (customers' own words) per root cause in ``period``.
+
+    Each quote carries its ``contact_id``, so that a GDPR erase can find it again wherever a
+    digest keeps it (``bot/gdpr.py``); an erased comment is NULL and never quoted.
+    """
     result: Dict[Optional[str], List[Dict[str, Any]]] = {}
     for code in codes:
         rows = session.execute(
-            select(Contact.csat_comment, Contact.csat_score, Contact.started_at)
+            select(Contact.id, Contact.csat_comment, Contact.csat_score, Contact.started_at)
             .where(root_cause_filter(code), _in(period), Contact.csat_comment.is_not(None))
             .order_by(Contact.started_at.desc()).limit(limit)
         ).all()
-        result[code] = [{"text": r.csat_comment, "score": r.csat_score} for r in rows]
+        result[code] = [{"text": r.csat_comment, "score": r.csat_score, "contact_id": r.id} for r in rows]
     return result

@@ -1,7 +1,7 @@
 """The report sink base class."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping
+from typing import Any, Collection, Dict, Mapping, Optional
 
 
 class ReportSinkError(ValueError):
@@ -13,7 +13,8 @@ class ReportSink:
 
     Subclasses implement :meth:`deliver` and, when they take options, :meth:`from_config`
     (the sink's mapping from ``reports.sinks`` without ``type``). Secrets come from environment
-    variables named in the options, never from the file.
+    variables named in the options, never from the file. A sink that keeps the digests it
+    delivered where webcare can reach them implements :meth:`erase_comments` (GDPR erase).
     """
 
     type_name = "sink"
@@ -26,6 +27,12 @@ class ReportSink:
 
     async def deliver(self, digest: Dict[str, Any]) -> None:
         raise NotImplementedError
+
+    async def erase_comments(self, contact_ids: Collection[int], texts: Collection[str] = ()) -> Optional[int]:
+        """GDPR erase: blank these contacts' CSAT comments in the digests this sink keeps
+        (``bot.digest.redact_words``); how many digests changed, or None when what was delivered
+        cannot be reached any more (sent elsewhere: the default)."""
+        return None
 
     def describe(self) -> str:
         """A short human-readable target (printed by the CLI, stored with the sent digest)."""

@@ -7,7 +7,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Collection, Dict, List, Mapping, Optional
 
 from bot.report_sinks.base import ReportSink, ReportSinkError
 
@@ -69,6 +69,33 @@ class FileSink(ReportSink):
             write_atomically(md_path, markdown)
 
         await asyncio.get_running_loop().run_in_executor(None, write)
+
+    async def erase_comments(self, contact_ids: Collection[int], texts: Collection[str] = ()) -> Optional[int]:
+        """Rewrite (atomically) each digest in ``directory`` that quotes these contacts' comments,
+        its ``.md`` too; how many were rewritten. Files that are not digests are left alone."""
+        from bot.digest import DIGEST_KIND, digest_markdown, redact_words
+
+        def rewrite() -> int:
+            if not self.directory.is_dir():
+                return 0
+            changed = 0
+            for json_path in sorted(self.directory.glob("*.json")):
+                try:
+                    digest = json.loads(json_path.read_text(encoding="utf-8"))
+                except ValueError:
+                    continue  # not JSON: not a digest of ours
+                if not isinstance(digest, dict) or digest.get("kind") != DIGEST_KIND:
+                    continue
+                if not redact_words(digest, contact_ids, texts):
+                    continue
+                write_atomically(json_path, json.dumps(digest, indent=2, ensure_ascii=False) + "\n")
+                md_path = json_path.with_suffix(".md")
+                if md_path.exists():
+                    write_atomically(md_path, digest_markdown(digest))
+                changed += 1
+            return changed
+
+        return await asyncio.get_running_loop().run_in_executor(None, rewrite)
 
     def describe(self) -> str:
         return f"file:{self.directory}"

@@ -14,13 +14,24 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, update
 
+from bot import gdpr
 from bot.dispatcher import LEASE_SECONDS, Delivery, Dispatcher, claim_due
 from bot.intake import store_inbound
 from bot.outbox import enqueue
 from bot.rate_limit import TokenBucket
 from bot.store.database import Store
 from tests.bot.locking_support import claim_beside_a_lock
-from bot.store.models import ChannelIdentity, Message, OutboxItem, OutboxStatus, utcnow
+from bot.store.models import (
+    AuditEntry,
+    Broadcast,
+    BroadcastRecipient,
+    ChannelIdentity,
+    Conversation,
+    Message,
+    OutboxItem,
+    OutboxStatus,
+    utcnow,
+)
 from connectors.base import InboundMessage
 from connectors.signing import SIGNATURE_HEADER, verify
 from connectors.webhook import SignedWebhookConnector
@@ -400,6 +411,121 @@ async def test_an_item_taken_over_while_waiting_for_the_rate_limit_is_sent_once(
     await connector.stop()
     assert [b["idempotency_key"] for b in platform.bodies].count("second") == 1
     assert item(store, waiting).status == OutboxStatus.sent
+
+
+# ---------------------------------------------------------------- GDPR erase
+
+
+def erase(store: Store, sender: str = "42") -> int:
+    """Erase the customer behind ``hook:<sender>`` as ``webcare gdpr erase`` does; their id."""
+    def unit(session) -> int:
+        customer_id = gdpr.resolve_customer(session, f"hook:{sender}")
+        gdpr.erase_store(session, customer_id)
+        return customer_id
+    return store.transaction(unit)
+
+
+def audits(store: Store, action: str) -> List[AuditEntry]:
+    return store.transaction(lambda s: s.execute(
+        select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)).scalars().all())
+
+
+def assert_cancelled(store: Store, item_id: int) -> None:
+    row = item(store, item_id)
+    assert (row.status, row.last_error, row.lease_until) == (OutboxStatus.failed, gdpr.CANCELLED, None)
+    assert row.recipient == "erased" and row.payload == {"erased": True}
+    if row.message_id is not None:
+        logged = message_of(store, item_id)
+        assert logged.text is None and logged.status == "failed" and "ZZ" not in json.dumps(logged.payload)
+
+
+async def check_claimed_before_the_erase_is_dropped(store: Store, dispatcher: Dispatcher,
+                                                    platform: FakePlatform) -> None:
+    conv = conversation(store)
+    reply = queue(store, "e1", conversation_id=conv, text="Dag Jan ZZSECRET")
+    deliveries = await store.run(claim_due, ["hook"], 100)
+    assert [d.id for d in deliveries] == [reply] and deliveries[0].payload["text"] == "Dag Jan ZZSECRET"
+    erase(store)  # commits while the dispatcher holds the claim (recipient and text in memory)
+    await dispatcher.deliver_all(deliveries)
+    assert platform.requests == []
+    assert_cancelled(store, reply)
+    [entry] = audits(store, "gdpr.erase")
+    assert entry.details["outbox_cancelled"] == [reply]
+    make_due(store)
+    assert await store.run(claim_due, ["hook"], 100) == []
+
+
+async def test_an_item_claimed_just_before_an_erase_is_dropped_not_sent(store, dispatcher, platform) -> None:
+    await check_claimed_before_the_erase_is_dropped(store, dispatcher, platform)
+
+
+async def test_an_item_claimed_just_before_an_erase_is_dropped_on_postgresql(connector, platform) -> None:
+    from tests.conftest import fresh_postgres_database
+
+    with fresh_postgres_database("webcare_dispatcher_erase") as url:
+        store = Store.from_url(url)
+        try:
+            await check_claimed_before_the_erase_is_dropped(store, Dispatcher(store, {"hook": connector}), platform)
+        finally:
+            store.close()
+
+
+async def test_items_queued_after_an_erase_are_cancelled_at_send_time(store, dispatcher, platform) -> None:
+    """Work already under way (a worker that read the job before the erase) may still queue a
+    reply, or an announcement to a customer without a conversation: neither goes out."""
+    conv = conversation(store)
+    customer_id = erase(store)
+    late = queue(store, "late", conversation_id=conv, text="Dag Jan ZZLATE")
+
+    def announcement(session) -> int:
+        identity_id = session.get(Conversation, conv).identity_id
+        item_id = enqueue(session, key="broadcast:1:42", channel="hook", recipient="42",
+                          payload={"text": "Opgelost ZZLATE"}, source="broadcast").id
+        broadcast = Broadcast(text_nl="Opgelost.", text_en="Fixed.")
+        session.add(broadcast)
+        session.flush()
+        session.add(BroadcastRecipient(broadcast_id=broadcast.id, customer_id=customer_id, identity_id=identity_id,
+                                       reason="subscriber", status="queued", outbox_id=item_id))
+        return item_id
+    announced = store.transaction(announcement)
+    await one_round(store, dispatcher)
+    await one_round(store, dispatcher)  # the announcement waited for the older reply
+    assert platform.requests == []
+    for item_id in (late, announced):
+        assert_cancelled(store, item_id)
+    assert [(e.target_type, e.target_id, e.details) for e in audits(store, gdpr.OUTBOX_AUDIT)] == [
+        ("customer", customer_id, {"outbox_cancelled": [late]}),
+        ("customer", customer_id, {"outbox_cancelled": [announced]})]
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_send_already_under_way_when_the_erase_commits(store, dispatcher, platform, connector,
+                                                               monkeypatch, status) -> None:
+    """It cannot be stopped: delivered, it is recorded as sent, keeping nothing of it; failed, it
+    stays cancelled and is not tried again."""
+    conv = conversation(store)
+    reply = queue(store, "inflight", conversation_id=conv, text="Dag Jan ZZSECRET")
+    send = connector.send
+
+    async def send_while_erasing(recipient: str, payload: Dict[str, Any], key: str) -> Any:
+        erase(store)
+        return await send(recipient, payload, key)
+    monkeypatch.setattr(connector, "send", send_while_erasing)
+    if status != 200:
+        platform.answer(status)
+    await one_round(store, dispatcher)
+    assert len(platform.requests) == 1
+    row = item(store, reply)
+    if status == 200:
+        assert (row.status, row.last_error, row.channel_message_id) == (OutboxStatus.sent, gdpr.SENT_WHILE_ERASED, None)
+        assert row.payload == {"erased": True} and row.sent_at is not None
+        logged = message_of(store, reply)
+        assert logged.status == "sent" and logged.text is None and logged.channel_message_id is None
+    else:
+        assert_cancelled(store, reply)
+        assert row.attempts == 0
+        make_due(store)
+        assert await store.run(claim_due, ["hook"], 100) == []
 
 
 # ---------------------------------------------------------------- outbox and claiming

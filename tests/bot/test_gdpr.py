@@ -1,9 +1,12 @@
 """GDPR export and erase on a real store filled through the real code paths, with a fake Rasa API."""
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List, Tuple
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -16,6 +19,7 @@ from bot.cases import CaseSettings, default_settings
 from bot.cli import main as cli_main
 from bot.config import DEFAULTS
 from bot.contacts import record_comment
+from bot.digest import DigestScheduler, build_digests, deliver
 from bot.drafting import DraftingPolicy
 from bot.errors import BadRequest, NotFound
 from bot.intake import store_inbound
@@ -23,6 +27,9 @@ from bot.known_issues import open_known_issue
 from bot.opening_hours import WEEKDAYS, OpeningHours
 from bot.opt_ins import set_opt_in
 from bot.rasa_client import RasaReply
+from bot.report_sinks import ReportSink
+from bot.report_sinks.file import FileSink
+from bot.report_sinks.webhook import WebhookSink
 from bot.service_commands import button_payload, carry_out, parse_command
 from bot.store.database import Store
 from bot.store.models import (
@@ -44,6 +51,7 @@ from bot.store.models import (
 )
 from bot.worker import apply_reply, claim_conversations, next_job
 from connectors.base import InboundMessage
+from tests.conftest import fresh_postgres_database
 
 POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
 SETTINGS = CaseSettings(default_settings().taxonomy,
@@ -293,8 +301,13 @@ async def test_erase_removes_every_trace_and_keeps_the_aggregates(store: Store, 
     for secret in SECRETS:
         assert secret in before_dump, secret
 
+    pending_before = store.transaction(lambda s: s.execute(select(OutboxItem.id).where(
+        OutboxItem.status == OutboxStatus.pending, OutboxItem.recipient == JAN).order_by(OutboxItem.id)).scalars().all())
+    assert pending_before  # replies not delivered yet: they must never go out
+
     report = await gdpr.erase_customer(store, SENDER, rasa.url, operator="dpo")
     assert report.complete and report.customer_id == filled["customer_id"] and not report.already_erased
+    assert report.counts["outbox_cancelled"] == len(pending_before)
     after_dump = dump(store)
     for secret in SECRETS:
         assert secret not in after_dump, secret
@@ -321,6 +334,11 @@ async def test_erase_removes_every_trace_and_keeps_the_aggregates(store: Store, 
         assert pending == []
         [entry] = session.execute(select(AuditEntry).where(AuditEntry.action == "gdpr.erase")).scalars().all()
         assert entry.target_id == customer.id and entry.details["operator"] == "dpo"
+        assert entry.details["outbox_cancelled"] == pending_before
+        for item_id in pending_before:
+            cancelled = session.get(OutboxItem, item_id)
+            assert (cancelled.status, cancelled.last_error) == (OutboxStatus.failed, gdpr.CANCELLED)
+            assert session.get(Message, cancelled.message_id).status == "failed"
         assert session.execute(sql_text("SELECT count(*) FROM events")).scalar_one() == 1
         conversation = session.execute(select(Conversation).where(
             Conversation.customer_id == customer.id)).scalar_one()
@@ -452,3 +470,103 @@ def test_a_received_message_is_not_answered_after_erase(store: Store) -> None:
     assert message.status == "processed" and message.text is None
     assert store.transaction(claim_conversations, "w", 10) == []
     assert utcnow()
+
+
+# --------------------------------------------------------------------------- weekly digests
+
+UTC = ZoneInfo("UTC")
+
+
+class KeepingSink(ReportSink):
+    """A sink that keeps what it got; with ``erase_on_first`` the customer is erased while the
+    first digest is being delivered to it (the erase commits in the middle of the week's sending)."""
+
+    type_name = "keeping"
+
+    def __init__(self, store: Store, erase_on_first: bool = False) -> None:
+        self.store, self.erase_on_first = store, erase_on_first
+        self.delivered: List[Dict[str, Any]] = []
+
+    async def deliver(self, digest: Dict[str, Any]) -> None:
+        if self.erase_on_first and not self.delivered:
+            await self.store.run(lambda s: gdpr.erase_store(s, gdpr.resolve_customer(s, SENDER)))
+        self.delivered.append(copy.deepcopy(digest))
+
+    def describe(self) -> str:
+        return f"keeping:{id(self)}"
+
+
+def scheduler_for_tomorrow(store: Store, sinks: List[ReportSink]) -> Tuple[DigestScheduler, dt.date]:
+    """A scheduler whose week (the 7 days before tomorrow, UTC) holds the contacts made today."""
+    tomorrow = utcnow() + dt.timedelta(days=1)
+    return DigestScheduler(store, SETTINGS.taxonomy, sinks, UTC, tomorrow.weekday(), dt.time(0, 0),
+                           clock=lambda: tomorrow), tomorrow.date()
+
+
+async def check_erase_reaches_stored_digests(store: Store, rasa_url: str, folder: Path) -> None:
+    fill(store, rasa_events=False)
+    contact_id = store.transaction(lambda s: s.execute(
+        select(Contact.id).where(Contact.csat_comment.isnot(None))).scalar_one())
+    recorded, configured = folder / "recorded", folder / "configured"
+    # the scheduler sends the week to a file sink (the delivery is recorded in report_digests) ...
+    scheduler, day = scheduler_for_tomorrow(store, [FileSink(recorded)])
+    assert await scheduler.tick() == day
+    # ... the same week by hand to the configured file sink, plus a digest written before quotes
+    # carried their contact id, and a JSON file that is not a digest
+    digests = store.transaction(build_digests, SETTINGS.taxonomy, day, UTC)
+    await deliver(digests, [FileSink(configured)])
+    legacy = copy.deepcopy(next(d for d in digests if d["owner"] == "metering"))
+    legacy["date"] = "2020-01-06"
+    for row in legacy["root_causes"]:
+        for word in row["customer_words"]:
+            del word["contact_id"]
+    await FileSink(configured).deliver(legacy)
+    (configured / "notes.json").write_text(json.dumps({"text": "Snel geholpen ZZCOMMENT"}), encoding="utf-8")
+    quoting = sorted(recorded.glob("*-metering.*")) + sorted(configured.glob("*-metering.*"))
+    assert len(quoting) == 6 and all("ZZCOMMENT" in f.read_text(encoding="utf-8") for f in quoting)
+
+    webhook = WebhookSink("http://127.0.0.1:9/digest")  # delivered elsewhere: out of reach
+    report = await gdpr.erase_customer(store, SENDER, rasa_url, sinks=[FileSink(configured), webhook])
+    assert report.complete and report.digests_redacted == 3 and report.digests_pending == {}
+    assert report.digest_sinks_not_recalled == ["webhook:http://127.0.0.1:9/digest"]
+    for path in [*recorded.iterdir(), *configured.glob("*-*.*")]:
+        assert "ZZCOMMENT" not in path.read_text(encoding="utf-8"), path
+    assert "ZZCOMMENT" in (configured / "notes.json").read_text(encoding="utf-8")  # not a digest: untouched
+    saved = json.loads((recorded / f"{day.isoformat()}-metering.json").read_text(encoding="utf-8"))
+    [row] = [r for r in saved["root_causes"] if r["root_cause"] == "meter_reading"]
+    assert row["customer_words"] == [{"text": None, "score": 4, "contact_id": contact_id, "erased": True}]
+    assert (row["contacts"], row["csat_answered"], row["csat_mean"]) == (1, 1, 4.0)  # the figures stay
+    assert "In the customers' words" not in (recorded / f"{day.isoformat()}-metering.md").read_text(encoding="utf-8")
+    # future digests no longer quote it
+    again = store.transaction(build_digests, SETTINGS.taxonomy, day, UTC)
+    assert [w for d in again for r in d["root_causes"] for w in r["customer_words"]] == []
+    # again (idempotent): nothing left to rewrite
+    second = await gdpr.erase_customer(store, str(report.customer_id), rasa_url, by="id",
+                                       sinks=[FileSink(configured)])
+    assert second.complete and second.already_erased and second.digests_redacted == 0
+
+
+async def test_erase_reaches_the_comments_in_stored_digests(store: Store, rasa: FakeRasa, tmp_path: Path) -> None:
+    await check_erase_reaches_stored_digests(store, rasa.url, tmp_path)
+
+
+async def test_erase_reaches_the_comments_in_stored_digests_on_postgresql(rasa: FakeRasa, tmp_path: Path) -> None:
+    with fresh_postgres_database("webcare_gdpr_digests") as url:
+        store = Store.from_url(url)
+        try:
+            await check_erase_reaches_stored_digests(store, rasa.url, tmp_path)
+        finally:
+            store.close()
+
+
+async def test_a_digest_built_before_the_erase_goes_out_without_the_comment(store: Store) -> None:
+    filled = fill(store, rasa_events=False)
+    erasing, keeping = KeepingSink(store, erase_on_first=True), KeepingSink(store)
+    scheduler, day = scheduler_for_tomorrow(store, [erasing, keeping])
+    assert await scheduler.tick() == day  # built, then the erase commits while it is being sent
+    assert store.transaction(lambda s: s.get(Customer, filled["customer_id"]).flags) == ["erased"]
+    assert len(keeping.delivered) == len({c.owner for c in SETTINGS.taxonomy.causes})
+    assert "ZZCOMMENT" not in json.dumps(keeping.delivered)
+    [metering] = [d for d in keeping.delivered if d["owner"] == "metering"]
+    [row] = [r for r in metering["root_causes"] if r["root_cause"] == "meter_reading"]
+    assert row["customer_words"][0]["text"] is None and row["customer_words"][0]["erased"] is True

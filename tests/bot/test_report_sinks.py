@@ -39,7 +39,7 @@ def digests_by_owner(store: Store) -> Dict[str, Dict[str, Any]]:
 
 
 def test_one_digest_per_owner_with_their_root_causes(store: Store) -> None:
-    store.transaction(seed_contacts)
+    ids = store.transaction(seed_contacts)
     digests = digests_by_owner(store)
     assert set(digests) == {c.owner for c in TAXONOMY.causes}
     billing = digests["billing"]
@@ -53,7 +53,8 @@ def test_one_digest_per_owner_with_their_root_causes(store: Store) -> None:
     assert (first["contacts"], first["previous_contacts"], first["change_pct"], first["trend"]) == (4, 2, 100.0, "up")
     assert (first["customers"], first["repeated"], first["repeat_rate"]) == (3, 2, 0.5)
     assert (first["csat_asked"], first["csat_answered"], first["csat_mean"]) == (3, 2, 3.0)
-    assert first["customer_words"] == [{"text": "Weer een te hoge rekening", "score": 2}]
+    # each quote names its contact, so that a GDPR erase can find it again (tests/bot/test_gdpr.py)
+    assert first["customer_words"] == [{"text": "Weer een te hoge rekening", "score": 2, "contact_id": ids["c1"]}]
     quiet = [r for r in billing["root_causes"] if r["root_cause"] == "refund_delay"][0]
     assert (quiet["contacts"], quiet["trend"], quiet["repeat_rate"], quiet["customer_words"]) == (0, "none", None, [])
     assert billing["totals"] == {"contacts": 4, "previous_contacts": 2, "change_pct": 100.0, "trend": "up",
@@ -61,7 +62,7 @@ def test_one_digest_per_owner_with_their_root_causes(store: Store) -> None:
                                  "csat_response_rate": 0.6667, "csat_mean": 3.0}
     grid = digests["grid_operations"]
     assert grid["totals"]["contacts"] == 2 and grid["totals"]["trend"] == "down"
-    assert grid["root_causes"][0]["customer_words"] == [{"text": "Snel verholpen", "score": 5}]
+    assert grid["root_causes"][0]["customer_words"] == [{"text": "Snel verholpen", "score": 5, "contact_id": ids["o1"]}]
     lifecycle = digests["customer_lifecycle"]  # moving: 1 contact the week before, none now
     assert lifecycle["totals"]["contacts"] == 0 and lifecycle["totals"]["previous_contacts"] == 1
     assert billing["report_path"] == "/console/reports?start=2026-03-02&end=2026-03-09"
