@@ -93,3 +93,23 @@ def test_temperature_fit_recovers_a_known_temperature() -> None:
     probs = probabilities(logits, true_t)
     labels = np.array([rng.choice(5, p=p) for p in probs])
     assert fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.1)
+
+
+def test_networks_from_enough_examples_on_and_they_reload(tmp_path: Path) -> None:
+    (tmp_path / "small").mkdir()
+    (tmp_path / "net").mkdir()
+    small = _component(tmp_path / "small", calibration_folds=3)
+    small.train(_training_data())
+    assert small.model["networks"] == []  # fewer examples than networks_min_examples
+
+    component = _component(tmp_path / "net", calibration_folds=3, networks_min_examples=1,
+                           hidden_units=16, epochs=30)
+    resource = component.train(_training_data())
+    assert len(component.model["networks"]) == 1
+    [message] = component.process([Message(data={"text": "mn faktuur is veel te hoog"})])
+    assert message.get("intent")["name"] == "bill"
+    loaded = FastIntentClassifier.load(
+        component.config, component._model_storage, resource, ExecutionContext(GraphSchema({}), "t")
+    )
+    [again] = loaded.process([Message(data={"text": "mn faktuur is veel te hoog"})])
+    assert again.get("intent_ranking") == message.get("intent_ranking")

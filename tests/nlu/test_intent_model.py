@@ -7,10 +7,12 @@ from typing import List, Tuple
 
 import numpy as np
 import pytest
+from scipy.sparse import csr_matrix
 from sklearn.svm import LinearSVC
 
 from nlu.intent_classifier import fit_intent_model, predict_probabilities, predict_rankings
 from nlu.model_files import load_model_file, save_model_file
+from nlu.sparse_mlp import NetworkOptions, train_sparse_mlp
 from nlu.text_features import NgramFeaturizer, normalize_text
 
 
@@ -118,3 +120,38 @@ def test_gibberish_spreads_its_probability_over_the_intents() -> None:
     without = _fit(texts, labels, noise_examples=0)
     assert not without["meta"]["noise_class"]
     assert predict_probabilities(without, ["x"]).shape == (1, 4)
+
+
+def test_neural_networks_are_stacked_beside_the_svms(tmp_path: Path) -> None:
+    texts, labels = _data(7)
+    model = _fit(texts, labels, network=NetworkOptions(count=2, hidden=16, epochs=20))
+    assert len(model["networks"]) == 2
+    assert model["networks"][0]["w1"].dtype == np.float16  # half the size on disk
+    # the combiner reads the SVM's 4 intent scores and the networks' 4
+    assert model["meta"]["weights"].shape[0] == 8
+    test_texts, test_labels = _data(8, per_intent=25)
+    probs = predict_probabilities(model, test_texts)
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    predicted = [model["classes"][i] for i in probs.argmax(axis=1)]
+    accuracy = np.mean([p == g for p, g in zip(predicted, test_labels)])
+    assert accuracy > 0.65
+    assert abs(probs.max(axis=1).mean() - accuracy) < 0.12
+    save_model_file(model, tmp_path / "m.skops")
+    assert np.allclose(predict_probabilities(load_model_file(tmp_path / "m.skops"), test_texts), probs)
+
+
+def test_networks_need_stacking() -> None:
+    texts, labels = _data(9)
+    model = _fit(texts, labels, stacking=False, network=NetworkOptions(count=1, hidden=8, epochs=2))
+    assert model["networks"] == [] and model["meta"] is None
+
+
+def test_sparse_mlp_learns_a_separable_problem() -> None:
+    rng = np.random.default_rng(0)
+    x = csr_matrix((rng.random((300, 50)) < 0.1).astype(np.float32))
+    y = (np.asarray(x[:, :25].sum(axis=1)).ravel() > np.asarray(x[:, 25:].sum(axis=1)).ravel()).astype(int)
+    network = train_sparse_mlp(x, y, 2, hidden=16, epochs=40, dropout=0.0, seed=1)
+    assert (network.scores(x).argmax(axis=1) == y).mean() > 0.95
+    # deterministic for a seed
+    again = train_sparse_mlp(x, y, 2, hidden=16, epochs=40, dropout=0.0, seed=1)
+    assert np.array_equal(network.w1, again.w1)
