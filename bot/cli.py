@@ -316,7 +316,11 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from bot.benchmarks.pipeline import run_pipeline_bench
 
         _quiet_rasa()
-        report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
+        try:
+            report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
+        except RuntimeError as exc:  # no trained model, a server that would not start
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
         print(json.dumps(report, indent=2))
         return 0
     if args.bench_command == "load":
