@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 from bot import __version__
 from bot.config import ConfigError, load_config
@@ -579,7 +579,7 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     import asyncio
     import datetime as dt
 
-    from bot.digest import build_digests, deliver, redact_erased_comments
+    from bot.digest import build_digests, deliver, erased_comments_check
     from bot.report_sinks import ReportSinkError, build_sinks
     from bot.cases import CaseSettings
     from bot.root_causes import RootCauseError
@@ -600,12 +600,8 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     store = Store.from_url(config.database_url)
     try:
         digests = store.transaction(build_digests, taxonomy, day, zone)
-
-        async def recheck(digest: Dict[str, Any]) -> None:  # a comment erased meanwhile is left out
-            await store.run(redact_erased_comments, digest)
-
-        try:
-            done = asyncio.run(deliver(digests, sinks, before_send=recheck))
+        try:  # a comment erased meanwhile is left out
+            done = asyncio.run(deliver(digests, sinks, before_send=erased_comments_check(store)))
         except ReportSinkError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return 1

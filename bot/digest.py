@@ -180,6 +180,14 @@ def redact_erased_comments(session: Session, digest: Dict[str, Any]) -> int:
     return redacted
 
 
+def erased_comments_check(store: Any) -> Callable[[Dict[str, Any]], Awaitable[int]]:
+    """A ``before_send`` for :func:`deliver`: :func:`redact_erased_comments` in its own unit of work."""
+    async def recheck(digest: Dict[str, Any]) -> int:
+        return await store.run(redact_erased_comments, digest)
+
+    return recheck
+
+
 async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any],
                   already: Sequence[Dict[str, Any]] = (),
                   on_delivered: Optional[Callable[[Dict[str, Any]], Awaitable[None]]] = None,
@@ -299,13 +307,10 @@ class DigestScheduler:
         async def recorded(entry: Dict[str, Any]) -> None:
             await self.store.run(_record_delivery, week, entry)
 
-        async def recheck(digest: Dict[str, Any]) -> None:
-            await self.store.run(redact_erased_comments, digest)
-
         try:
             already = await self.store.run(_delivered, week)  # an earlier try got this far
             digests = await self.store.run(build_digests, self.taxonomy, week, self.zone)
-            done = await deliver(digests, self.sinks, already, recorded, recheck)
+            done = await deliver(digests, self.sinks, already, recorded, erased_comments_check(self.store))
         except Exception:
             logger.exception("weekly digest of %s: delivery failed; trying again later", week)
             await self.store.run(_release, week, self.clock())

@@ -377,9 +377,11 @@ def _fit_combiner(
         final = pool.submit(fit, np.arange(len(z)))
         fold_combiners = list(pool.map(fit, [train_idx for train_idx, _ in splits]))
         combiner = final.result()
-    logits = np.zeros((len(z), combiner.coef_.shape[0] if combiner.coef_.shape[0] > 1 else 2))
-    for (_, test_idx), fold_combiner in zip(splits, fold_combiners):
-        logits[test_idx] = _combiner_logits(fold_combiner.coef_.T, fold_combiner.intercept_, z[test_idx])
+    fold_logits = [_combiner_logits(c.coef_.T, c.intercept_, z[test_idx])
+                   for (_, test_idx), c in zip(splits, fold_combiners)]
+    logits = np.zeros((len(z), fold_logits[0].shape[1]))
+    for (_, test_idx), part in zip(splits, fold_logits):
+        logits[test_idx] = part
     meta = {
         "mean": mean.astype(np.float64),
         "scale": scale.astype(np.float64),

@@ -58,22 +58,13 @@ class FileSink(ReportSink):
         return [self.directory / f"{stem}.json", self.directory / f"{stem}.md"]
 
     async def deliver(self, digest: Dict[str, Any]) -> None:
-        from bot.digest import digest_markdown
-
         json_path, md_path = self.paths(digest)
-        body = json.dumps(digest, indent=2, ensure_ascii=False) + "\n"
-        markdown = digest_markdown(digest)
-
-        def write() -> None:
-            write_atomically(json_path, body)
-            write_atomically(md_path, markdown)
-
-        await asyncio.get_running_loop().run_in_executor(None, write)
+        await asyncio.get_running_loop().run_in_executor(None, write_digest, digest, json_path, md_path)
 
     async def erase_comments(self, contact_ids: Collection[int], texts: Collection[str] = ()) -> Optional[int]:
         """Rewrite (atomically) each digest in ``directory`` that quotes these contacts' comments,
         its ``.md`` too; how many were rewritten. Files that are not digests are left alone."""
-        from bot.digest import DIGEST_KIND, digest_markdown, redact_words
+        from bot.digest import DIGEST_KIND, redact_words
 
         def rewrite() -> int:
             if not self.directory.is_dir():
@@ -88,10 +79,8 @@ class FileSink(ReportSink):
                     continue
                 if not redact_words(digest, contact_ids, texts):
                     continue
-                write_atomically(json_path, json.dumps(digest, indent=2, ensure_ascii=False) + "\n")
                 md_path = json_path.with_suffix(".md")
-                if md_path.exists():
-                    write_atomically(md_path, digest_markdown(digest))
+                write_digest(digest, json_path, md_path if md_path.exists() else None)
                 changed += 1
             return changed
 
@@ -99,3 +88,12 @@ class FileSink(ReportSink):
 
     def describe(self) -> str:
         return f"file:{self.directory}"
+
+
+def write_digest(digest: Dict[str, Any], json_path: Path, md_path: Optional[Path]) -> None:
+    """Write ``digest`` as JSON and (unless ``md_path`` is None) as Markdown, each atomically."""
+    from bot.digest import digest_markdown
+
+    write_atomically(json_path, json.dumps(digest, indent=2, ensure_ascii=False) + "\n")
+    if md_path is not None:
+        write_atomically(md_path, digest_markdown(digest))
