@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -12,10 +13,18 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Tuple
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from bot import gdpr
-from bot.dispatcher import LEASE_SECONDS, Delivery, Dispatcher, claim_due
+from bot.dispatcher import (
+    LEASE_SECONDS,
+    Delivery,
+    Dispatcher,
+    claim_due,
+    confirm_send,
+    release_own_leases,
+    renew_leases,
+)
 from bot.intake import store_inbound
 from bot.outbox import enqueue
 from bot.rate_limit import TokenBucket
@@ -44,6 +53,7 @@ class FakePlatform:
         self.requests: List[Dict[str, Any]] = []
         self.script: List[Tuple[int, Any, Dict[str, str]]] = []
         self.server: Optional[TestServer] = None
+        self.delay = 0.0  # a slow platform: seconds before each answer
 
     def answer(self, status: int, body: Any = None, headers: Optional[Dict[str, str]] = None) -> None:
         self.script.append((status, body, headers or {}))
@@ -54,6 +64,8 @@ class FakePlatform:
             "body": json.loads(raw),
             "verified": verify(SECRET, raw, request.headers.get(SIGNATURE_HEADER)),
         })
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.script:
             status, body, headers = self.script.pop(0)
         else:
@@ -382,14 +394,16 @@ async def test_deliver_all_stops_a_recipient_batch_at_the_first_failure(store, d
     for later in ids[1:]:
         waiting = item(store, later)
         assert waiting.status == OutboxStatus.pending and waiting.attempts == 0
-        assert waiting.lease_until is None  # given back, not left leased for a minute
+        assert waiting.lease_until is None  # given back, not left leased until the lease expires
 
 
 async def test_an_item_taken_over_while_waiting_for_the_rate_limit_is_sent_once(
         store, platform, monkeypatch) -> None:
-    """A claim can expire while the dispatcher waits for the channel (429 pause). Another
-    replica may then claim the item; the first dispatcher notices and does not send it."""
+    """Should a claim still expire while the dispatcher waits for the channel (429 pause) --
+    its heartbeat stalled -- another replica may claim the item; the first dispatcher notices
+    and does not send it."""
     monkeypatch.setattr("bot.dispatcher.LEASE_SECONDS", 1)
+    monkeypatch.setattr("bot.dispatcher.HEARTBEAT_SECONDS", 60.0)  # no heartbeat in time
     monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
     connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET", "callback_url": platform.url,
                                                 "rate_limit_per_second": 1})
@@ -411,6 +425,263 @@ async def test_an_item_taken_over_while_waiting_for_the_rate_limit_is_sent_once(
     await connector.stop()
     assert [b["idempotency_key"] for b in platform.bodies].count("second") == 1
     assert item(store, waiting).status == OutboxStatus.sent
+
+
+# ---------------------------------------------------------------- leases and the heartbeat
+
+SHORT_LEASE = 1.0
+SHORT_HEARTBEAT = 0.2
+
+
+@pytest.fixture
+def short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1 s lease renewed every 0.2 s (instead of 15 s and 5 s)."""
+    monkeypatch.setattr("bot.dispatcher.LEASE_SECONDS", SHORT_LEASE)
+    monkeypatch.setattr("bot.dispatcher.HEARTBEAT_SECONDS", SHORT_HEARTBEAT)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store on SQLite, then on PostgreSQL."""
+    if request.param == "sqlite":
+        store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
+        yield store
+        store.close()
+        return
+    from tests.conftest import fresh_postgres_database
+
+    with fresh_postgres_database("webcare_dispatcher_lease") as url:
+        store = Store.from_url(url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def heartbeats(owner: str) -> List[asyncio.Task]:
+    """The heartbeat tasks of dispatcher ``owner`` still alive."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == f"{owner} heartbeat" and not t.done()]
+
+
+def steal(store: Store, item_id: int) -> dt.datetime:
+    """Another replica holds the item now (it took it over after our lease lapsed)."""
+    until = utcnow() + dt.timedelta(seconds=60)
+    store.transaction(lambda s: s.execute(
+        update(OutboxItem).where(OutboxItem.id == item_id).values(lease_owner="thief", lease_until=until)))
+    return until
+
+
+async def test_a_send_slower_than_the_lease_keeps_it_and_goes_out_once(
+        any_store: Store, platform: FakePlatform, connector, short_leases) -> None:
+    """The heartbeat keeps the lease while the platform takes 2.5 leases to answer: another
+    replica running beside it never gets the item, and it is sent exactly once."""
+    store = any_store
+    item_id = queue(store, "slow", conversation_id=conversation(store))
+    platform.delay = 2.5 * SHORT_LEASE
+    first = Dispatcher(store, {"hook": connector}, owner="first")
+    second = Dispatcher(store, {"hook": connector}, owner="second")
+    [claimed] = await store.run(claim_due, ["hook"], 100, "first")
+    started = time.monotonic()
+    sending = asyncio.create_task(first.deliver_all([claimed]))
+    rival = asyncio.create_task(second.run())  # another replica, looking for work all along
+    latest = claimed.lease_until
+    try:
+        while not sending.done():
+            row = item(store, item_id)
+            if row.status == OutboxStatus.sent:
+                break
+            assert row.status == OutboxStatus.pending and row.lease_owner == "first"
+            assert row.lease_until > utcnow()  # never lapsed
+            latest = max(latest, row.lease_until)
+            assert await store.run(claim_due, ["hook"], 100, "third") == []
+            await asyncio.sleep(0.1)
+        await sending
+    finally:
+        rival.cancel()
+        await asyncio.gather(rival, return_exceptions=True)
+    assert time.monotonic() - started >= 2.5 * SHORT_LEASE
+    assert seconds_from_now(latest) > seconds_from_now(claimed.lease_until) + SHORT_LEASE  # renewed on and on
+    assert [b["idempotency_key"] for b in platform.bodies] == ["slow"]
+    sent = item(store, item_id)
+    assert (sent.status, sent.attempts, sent.lease_until, sent.channel_message_id) == (
+        OutboxStatus.sent, 1, None, "p-1")
+    assert heartbeats("first") == []
+
+
+async def test_a_retry_after_pause_longer_than_the_lease_keeps_the_waiting_items(
+        any_store: Store, platform: FakePlatform, short_leases, monkeypatch) -> None:
+    """A 429 pauses the channel for 3 leases: the items waiting for it stay ours (nobody else
+    can claim them) and go out once, by us, when the pause is over."""
+    store = any_store
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    connector = SignedWebhookConnector("hook", {"secret_env": "TEST_HOOK_SECRET", "callback_url": platform.url,
+                                                "rate_limit_per_second": 1})
+    first = Dispatcher(store, {"hook": connector}, owner="first")
+    queue(store, "first", recipient="1")
+    waiting = [queue(store, f"waiting{n}", recipient=str(n)) for n in (2, 3)]
+    platform.answer(429, {"error": "flood"}, {"Retry-After": str(3 * SHORT_LEASE)})
+    task = asyncio.create_task(first.deliver_all(await store.run(claim_due, ["hook"], 100, "first")))
+    try:
+        deadline = time.monotonic() + 2.5 * SHORT_LEASE
+        while time.monotonic() < deadline:
+            assert await store.run(claim_due, ["hook"], 100, "second") == []
+            for item_id in waiting:
+                row = item(store, item_id)
+                assert (row.status, row.lease_owner) == (OutboxStatus.pending, "first")
+                assert row.lease_until > utcnow()
+            await asyncio.sleep(0.1)
+        assert [b["idempotency_key"] for b in platform.bodies] == ["first"]  # still paused
+    finally:
+        await task
+        await connector.stop()
+    keys = [b["idempotency_key"] for b in platform.bodies]
+    assert sorted(keys) == ["first", "waiting2", "waiting3"]
+    assert all(item(store, i).status == OutboxStatus.sent for i in waiting)
+    assert heartbeats("first") == []
+
+
+@pytest.mark.parametrize("how", ["taken over", "released", "erased"])
+async def test_an_item_lost_between_heartbeats_is_not_sent(
+        any_store: Store, platform: FakePlatform, connector, short_leases, caplog, how) -> None:
+    """While the recipient's older item is slowly sent, the later one's lease is taken over by
+    another replica, released, or the item cancelled by an erase: the heartbeat finds it no
+    longer ours and leaves it alone (no renewal over another's lease), and it is not sent."""
+    store = any_store
+    conv = conversation(store)
+    slow = queue(store, "a0", conversation_id=conv)
+    later = queue(store, "a1", conversation_id=conv)
+    platform.delay = 2 * SHORT_LEASE
+    first = Dispatcher(store, {"hook": connector}, owner="first")
+    deliveries = await store.run(claim_due, ["hook"], 100, "first")
+    assert [d.id for d in deliveries] == [slow]  # a1 waits for a0 ...
+    # ... so lease it as the same claim would have (claim_due takes one item per recipient)
+    store.transaction(lambda s: s.execute(update(OutboxItem).where(OutboxItem.id == later).values(
+        lease_owner="first", lease_until=deliveries[0].lease_until)))
+    deliveries.append(Delivery(later, "hook", "42", {"text": "text of a1"}, "a1", 0,
+                               deliveries[0].lease_until, "first"))
+    caplog.set_level(logging.INFO, logger="bot.dispatcher")
+    task = asyncio.create_task(first.deliver_all(deliveries))
+    try:
+        while not platform.requests:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(2 * SHORT_HEARTBEAT)  # a0 in flight, both leases renewed meanwhile
+        assert item(store, later).lease_until > deliveries[0].lease_until
+        thief_until = None
+        if how == "taken over":
+            thief_until = steal(store, later)
+        elif how == "released":
+            assert store.transaction(release_own_leases, "first") == 2  # (a0's too: it is still sent)
+        else:
+            erase(store)
+        await asyncio.sleep(3 * SHORT_HEARTBEAT)
+        assert f"lost the lease on outbox {later}" in caplog.text  # the heartbeat noticed
+    finally:
+        await task
+    assert [b["idempotency_key"] for b in platform.bodies] == ["a0"]
+    row = item(store, later)
+    if how == "taken over":
+        assert (row.status, row.lease_owner, row.lease_until) == (OutboxStatus.pending, "thief", thief_until)
+    elif how == "released":
+        assert (row.status, row.lease_owner, row.lease_until) == (OutboxStatus.pending, None, None)
+    else:
+        assert_cancelled(store, later)
+    assert row.attempts == 0
+
+
+async def test_a_lease_running_short_is_renewed_at_send_time(any_store: Store) -> None:
+    """The heartbeat did not keep up: confirm_send renews a lease with less than half left, and
+    the delivery it returns carries the new token (the old one no longer confirms)."""
+    store = any_store
+    item_id = queue(store, "short")
+    [claimed] = await store.run(claim_due, ["hook"], 100, "first")
+    assert await store.run(confirm_send, claimed) == claimed  # plenty left: as it is
+    nearly = utcnow() + dt.timedelta(seconds=1)
+    store.transaction(lambda s: s.execute(update(OutboxItem).values(lease_until=nearly)))
+    running_short = Delivery(claimed.id, "hook", "42", claimed.payload, "short", 0, nearly, "first")
+    renewed = await store.run(confirm_send, running_short)
+    assert renewed is not None and renewed.lease_until > nearly + dt.timedelta(seconds=LEASE_SECONDS / 2)
+    assert item(store, item_id).lease_until == renewed.lease_until
+    assert await store.run(confirm_send, running_short) is None
+    assert await store.run(confirm_send, Delivery(claimed.id, "hook", "42", claimed.payload, "short", 0,
+                                                  renewed.lease_until, "someone else")) is None
+
+
+async def test_one_heartbeat_is_one_update_for_the_whole_batch(any_store: Store) -> None:
+    store = any_store
+    ids = [queue(store, f"hb{n}", recipient=str(n)) for n in range(5)]
+    claimed = {d.id: (d.owner, d.lease_until) for d in await store.run(claim_due, ["hook"], 100, "first")}
+    assert sorted(claimed) == ids
+    statements: List[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement.split()[0].upper())
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        until, extended = await store.run(renew_leases, claimed)
+        assert sorted(extended) == ids
+        assert statements.count("UPDATE") == 1 and "SELECT" not in statements
+        # Some are not ours any more: one UPDATE still, then which ones were extended.
+        stolen_until = steal(store, ids[1])
+        store.transaction(lambda s: s.execute(update(OutboxItem).where(OutboxItem.id == ids[2]).values(
+            status=OutboxStatus.sent, lease_until=None)))
+        store.transaction(lambda s: s.execute(update(OutboxItem).where(OutboxItem.id == ids[3]).values(
+            lease_until=None)))  # unclaimed
+        statements.clear()
+        ours = {i: ("first", until) for i in ids}
+        later, extended = await store.run(renew_leases, ours)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert later > until
+    assert sorted(extended) == [ids[0], ids[4]]
+    assert statements.count("UPDATE") == 1
+    rows = {i: item(store, i) for i in ids}
+    assert rows[ids[0]].lease_until == rows[ids[4]].lease_until == later
+    assert (rows[ids[1]].lease_owner, rows[ids[1]].lease_until) == ("thief", stolen_until)
+    assert rows[ids[2]].lease_until is None and rows[ids[3]].lease_until is None
+    # A stale token (a renewal we do not know of) is not ours either.
+    assert (await store.run(renew_leases, {ids[0]: ("first", until)}))[1] == []
+
+
+async def test_the_heartbeat_stops_with_the_batch(store, platform, connector, short_leases) -> None:
+    """Gone when the batch is done, when it fails, and when it is cancelled; and nothing is
+    renewed afterwards."""
+    first = Dispatcher(store, {"hook": connector}, owner="first")
+    # done
+    queue(store, "done")
+    platform.delay = 3 * SHORT_HEARTBEAT
+    task = asyncio.create_task(first.deliver_all(await store.run(claim_due, ["hook"], 100, "first")))
+    while not platform.requests:
+        await asyncio.sleep(0.02)
+    assert len(heartbeats("first")) == 1  # running while the batch is
+    await task
+    assert heartbeats("first") == []
+
+    # failed: a recipient's delivery raises (no connector for its channel); the others still
+    # finish under the heartbeat, then the error comes out
+    platform.delay = 2 * SHORT_LEASE
+    sent_later = queue(store, "other recipient", recipient="43")
+    claimed = await store.run(claim_due, ["hook"], 100, "first")
+    broken = Delivery(10_000, "nowhere", "44", {"text": "x"}, "broken", 0, None, None)
+    with pytest.raises(KeyError):
+        await first.deliver_all([broken, *claimed])
+    assert heartbeats("first") == []
+    assert item(store, sent_later).status == OutboxStatus.sent
+
+    # cancelled mid-send (the dispatcher stops): the lease is left to expire, not renewed
+    cancelled = queue(store, "cancelled", recipient="45")
+    task = asyncio.create_task(first.deliver_all(await store.run(claim_due, ["hook"], 100, "first")))
+    while len(platform.requests) < 3:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(2 * SHORT_HEARTBEAT)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert heartbeats("first") == []
+    left = item(store, cancelled).lease_until
+    await asyncio.sleep(3 * SHORT_HEARTBEAT)
+    row = item(store, cancelled)
+    assert (row.status, row.lease_owner, row.lease_until) == (OutboxStatus.pending, "first", left)
+    assert seconds_from_now(left) < SHORT_LEASE
 
 
 # ---------------------------------------------------------------- GDPR erase
