@@ -279,7 +279,13 @@ def _customer_name(customer: Optional[Customer], identity: ChannelIdentity) -> s
         return customer.display_name
     if identity.display_name:
         return identity.display_name
-    return f"{identity.channel} customer {identity.external_id}"
+    return f"{identity.channel} customer {short_external_id(identity.external_id)}"
+
+
+def short_external_id(external_id: str, keep: int = 8) -> str:
+    """A channel's id for a customer without a name, short enough for a list: web chat
+    visitors have a 32-character random id, of which the first 8 tell them apart."""
+    return external_id if len(external_id) <= keep + 4 else external_id[:keep] + "…"
 
 
 def pending_queue(session: Session, limit: int = 500, now: Optional[dt.datetime] = None) -> List[Dict[str, Any]]:

@@ -81,7 +81,7 @@ def _environment(app: web.Application) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(duration=duration, percent=percent)
+    env.filters.update(duration=duration, percent=percent, short_id=drafts.short_external_id)
     env.globals.update(sla_state=sla_state, status_labels=STATUS_LABELS)
     return env
 

@@ -218,6 +218,7 @@ def test_pending_queue_oldest_first_with_what_an_agent_needs(store, users):
     first = queue[0]
     assert 399 <= first["waiting_seconds"] < 460
     assert first["channel"] == "webchat" and first["customer"].startswith("webchat customer")
+    assert len(first["customer"]) <= len("webchat customer ") + 12
     assert first["intent"] == "bill_too_high" and first["confidence"] == 0.62
     assert first["customer_text"] == "oud"
     assert first["snippet"] == DRAFTED[0]["text"]
@@ -240,3 +241,9 @@ def test_draft_detail_has_the_conversation_in_order_and_the_alternatives(store, 
     detail = store.transaction(drafts.draft_detail, draft_id)
     assert detail["status"] == "picked" and detail["decided_by"]["display_name"] == "Anna Agent"
     assert detail["conversation"]["messages"][-1]["direction"] == "out"
+
+
+def test_customers_without_a_name_show_a_short_channel_id() -> None:
+    assert drafts.short_external_id("3f9a2c4be0d14c7a9e55a0f0b1c2d3e4") == "3f9a2c4b…"
+    assert drafts.short_external_id("1234567890") == "1234567890"  # a Telegram chat id stays whole
+    assert drafts.short_external_id("123456789012") == "123456789012"
