@@ -46,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     crossval.add_argument("--folds", type=int, default=5)
     crossval.add_argument("--data", default="data/nlu", help="NLU files or folder (default: data/nlu)")
     crossval.add_argument("--json", action="store_true", help="print JSON only")
+    review = nlu_sub.add_parser(
+        "review",
+        help="training examples whose label the model disputes (likely wrong labels) and the "
+        "intent pairs it confuses most, from cross-validation; changes nothing")
+    review_source = review.add_mutually_exclusive_group()
+    review_source.add_argument("--data", default="data/nlu", help="NLU files or folder (default: data/nlu)")
+    review_source.add_argument("--csv", help="a CSV of labelled examples (text,intent[,lang]) instead")
+    review.add_argument("--folds", type=int, default=5)
+    review.add_argument("--min-confidence", type=float, default=0.8,
+                        help="list an example when the model's other intent has at least this confidence (default 0.8)")
+    review.add_argument("--out", help="write every disputed example to this CSV file")
+    review.add_argument("--json", action="store_true", help="print JSON only")
 
     bench = sub.add_parser("bench", help="benchmarks (print JSON)")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
@@ -282,19 +294,45 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _nlu(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.nlu_command != "crossval":
-        parser.parse_args(["nlu", "--help"])
-        return 2
-    from nlu.evaluation import cross_validate, load_rasa_examples
+    if args.nlu_command == "crossval":
+        return _nlu_crossval(args)
+    if args.nlu_command == "review":
+        return _nlu_review(args)
+    parser.parse_args(["nlu", "--help"])
+    return 2
+
+
+def _nlu_examples(data_arg: str, csv_arg: Optional[str] = None) -> Optional[list]:
+    """The examples of ``--csv`` or ``--data``; None (after saying why) when there are none."""
+    from nlu.evaluation import load_rasa_examples
+
+    if csv_arg:
+        from nlu.importing import CsvFormatError, problem_report, read_intent_csv
+
+        try:
+            data = read_intent_csv(Path(csv_arg), drop_duplicates=True)
+        except (OSError, CsvFormatError) as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return None
+        if not data.ok:
+            print(problem_report(data), file=sys.stderr)
+            return None
+        return data.examples
+    data_path = Path(data_arg)
+    files = sorted(data_path.rglob("*.yml")) if data_path.is_dir() else [data_path]
+    if not files or not all(f.is_file() for f in files):
+        print(f"webcare: no NLU files in {data_path}", file=sys.stderr)
+        return None
+    return load_rasa_examples(files)
+
+
+def _nlu_crossval(args: argparse.Namespace) -> int:
+    from nlu.evaluation import cross_validate
 
     _quiet_rasa()
-
-    data = Path(args.data)
-    files = sorted(data.rglob("*.yml")) if data.is_dir() else [data]
-    if not files:
-        print(f"webcare: no NLU files in {data}", file=sys.stderr)
+    examples = _nlu_examples(args.data)
+    if examples is None:
         return 2
-    examples = load_rasa_examples(files)
     report = cross_validate(examples, PROJECT / "config.yml", folds=args.folds)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -308,6 +346,56 @@ def _nlu(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print("most frequent confusions:")
         for row in report["top_confusions"]:
             print(f"  {row['intent']} → {row['predicted']}: {row['count']}")
+    return 0
+
+
+def _nlu_review(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from nlu.evaluation import cross_validated_rankings
+    from nlu.label_review import review_labels, write_review_csv
+
+    if not 0.0 <= args.min_confidence <= 1.0:
+        print("webcare: --min-confidence must be between 0 and 1", file=sys.stderr)
+        return 2
+    if args.folds < 2:
+        print("webcare: --folds must be at least 2", file=sys.stderr)
+        return 2
+    _quiet_rasa()
+    examples = _nlu_examples(args.data, args.csv)
+    if examples is None:
+        return 2
+    counts = Counter(e.intent for e in examples)
+    if len(counts) < 2 or min(counts.values()) < args.folds:
+        rare = sorted(i for i, n in counts.items() if n < args.folds)
+        print(f"webcare: {args.folds}-fold cross-validation needs at least {args.folds} examples per intent "
+              f"and two intents; too few for: {', '.join(rare[:10]) or '(only one intent)'}", file=sys.stderr)
+        return 2
+    cv = cross_validated_rankings(examples, PROJECT / "config.yml", folds=args.folds)
+    review = review_labels(examples, cv.rankings, min_confidence=args.min_confidence)
+    if args.out:
+        write_review_csv(review, Path(args.out))
+    if args.json:
+        print(json.dumps({**review.to_json(), "folds": args.folds}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{review.examples} examples, {args.folds}-fold cross-validation: accuracy {review.accuracy:.3f} "
+          "against the labels as they are")
+    print(f"{len(review.disputed)} example(s) the model disputes with confidence ≥ {review.min_confidence:.2f} "
+          "(likely a wrong label, or an example that fits two intents):")
+    shown = 20
+    for d in review.disputed[:shown]:
+        where = f"  [{d.source}]" if d.source else ""
+        print(f"  {d.confidence:.2f}  {d.text!r}: labelled {d.intent}, looks like {d.suggested}{where}")
+    if len(review.disputed) > shown:
+        more = f"--out FILE.csv lists all {len(review.disputed)}" if not args.out else f"all in {args.out}"
+        print(f"  … and {len(review.disputed) - shown} more ({more})")
+    elif args.out:
+        print(f"  written to {args.out}")
+    if review.confused_pairs:
+        print("intent pairs most often confused (out-of-fold errors either way):")
+        for pair in review.confused_pairs:
+            a, b = pair.intents
+            print(f"  {a} ↔ {b}: {pair.errors} of {pair.examples} examples ({pair.share:.1%})")
     return 0
 
 

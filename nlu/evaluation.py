@@ -30,6 +30,7 @@ class Example:
     text: str
     intent: str
     lang: Optional[str] = None
+    source: Optional[str] = None  # where it comes from ("data/nlu/billing.yml", "train.csv:12")
 
 
 @dataclass
@@ -51,7 +52,8 @@ def load_rasa_examples(paths: Iterable[Path]) -> List[Example]:
     for path in paths:
         data = load_data(str(path))
         for message in data.intent_examples:
-            examples.append(Example(message.get("text"), message.get("intent"), training_language(message)))
+            examples.append(
+                Example(message.get("text"), message.get("intent"), training_language(message), str(path)))
     return examples
 
 
@@ -167,41 +169,56 @@ def score(gold: Sequence[str], rankings: Sequence[List[Dict[str, Any]]]) -> Dict
     }
 
 
+@dataclass
+class CrossValidation:
+    """Out-of-fold rankings: ``rankings[i]`` ranks ``examples[i]`` by a model trained without it."""
+
+    rankings: List[List[Dict[str, Any]]]
+    folds: int
+    train_seconds: List[float]  # per fold
+    predict_ms: List[float]  # per fold, per message
+
+
+def cross_validated_rankings(
+    examples: Sequence[Example], config: Path, folds: int = 5, random_state: int = 42
+) -> CrossValidation:
+    """Train ``config``'s pipeline through Rasa ``folds`` times (stratified) and rank every
+    example with the model that did not see it."""
+    y = np.array([e.intent for e in examples])
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    rankings: List[List[Dict[str, Any]]] = [[] for _ in examples]
+    result = CrossValidation(rankings, folds, [], [])
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
+        with tempfile.TemporaryDirectory(prefix="webcare-cv-") as workdir:
+            train = [examples[i] for i in train_idx]
+            predicted = train_and_predict(train, [examples[i].text for i in test_idx], config, Path(workdir))
+        logger.info("fold %d/%d trained in %.1f s", fold, folds, predicted.train_seconds)
+        result.train_seconds.append(predicted.train_seconds)
+        result.predict_ms.append(predicted.predict_ms)
+        for i, ranking in zip(test_idx, predicted.rankings):
+            rankings[i] = ranking
+    return result
+
+
 def cross_validate(
     examples: Sequence[Example], config: Path, folds: int = 5, random_state: int = 42
 ) -> Dict[str, Any]:
     """k-fold cross-validation of ``config``'s pipeline; per-language accuracy too."""
-    y = np.array([e.intent for e in examples])
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    gold: List[str] = []
-    langs: List[Optional[str]] = []
-    rankings: List[List[Dict[str, Any]]] = []
-    train_seconds: List[float] = []
-    predict_ms: List[float] = []
+    cv = cross_validated_rankings(examples, config, folds, random_state)
+    gold = [e.intent for e in examples]
     confusions: Counter = Counter()
-    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(y)), y), start=1):
-        with tempfile.TemporaryDirectory(prefix="webcare-cv-") as workdir:
-            train = [examples[i] for i in train_idx]
-            test = [examples[i] for i in test_idx]
-            result = train_and_predict(train, [e.text for e in test], config, Path(workdir))
-        logger.info("fold %d/%d trained in %.1f s", fold, folds, result.train_seconds)
-        train_seconds.append(result.train_seconds)
-        predict_ms.append(result.predict_ms)
-        for example, ranking in zip(test, result.rankings):
-            gold.append(example.intent)
-            langs.append(example.lang)
-            rankings.append(ranking)
-            top = ranking[0]["name"] if ranking else ""
-            if top != example.intent:
-                confusions[(example.intent, top)] += 1
-    report: Dict[str, Any] = {"examples": len(examples), "folds": folds, **score(gold, rankings)}
+    for example, ranking in zip(examples, cv.rankings):
+        top = ranking[0]["name"] if ranking else ""
+        if top != example.intent:
+            confusions[(example.intent, top)] += 1
+    report: Dict[str, Any] = {"examples": len(examples), "folds": folds, **score(gold, cv.rankings)}
     by_lang: Dict[str, float] = {}
-    for lang in sorted({l for l in langs if l}):
-        idx = [i for i, l in enumerate(langs) if l == lang]
-        by_lang[lang] = score([gold[i] for i in idx], [rankings[i] for i in idx])["accuracy"]
+    for lang in sorted({e.lang for e in examples if e.lang}):
+        idx = [i for i, e in enumerate(examples) if e.lang == lang]
+        by_lang[lang] = score([gold[i] for i in idx], [cv.rankings[i] for i in idx])["accuracy"]
     report["accuracy_by_language"] = by_lang
-    report["train_seconds_per_fold"] = float(np.mean(train_seconds))
-    report["predict_ms"] = float(np.mean(predict_ms))
+    report["train_seconds_per_fold"] = float(np.mean(cv.train_seconds))
+    report["predict_ms"] = float(np.mean(cv.predict_ms))
     report["top_confusions"] = [
         {"intent": a, "predicted": b, "count": n} for (a, b), n in confusions.most_common(10)
     ]

@@ -164,7 +164,7 @@ def read_intent_csv(
                             f"{_quote(text)} ({intent}) duplicates line {first_line}"))
                     continue
                 seen[key] = (line, intent)
-                data.examples.append(Example(" ".join(text.split()), intent, lang))
+                data.examples.append(Example(" ".join(text.split()), intent, lang, f"{path}:{line}"))
                 data.lines.append(line)
         except UnicodeDecodeError as exc:
             raise CsvFormatError(f"{path} is not UTF-8 text: {exc.reason}") from exc

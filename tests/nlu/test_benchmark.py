@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import csv
 import json
-import random
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 import pytest
 
 from bot.cli import main
 from nlu.benchmark import choose_threshold, coverage_at
+from tests.nlu.csv_support import synthetic_rows, write_csv
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONTRACT_KEYS = {
@@ -50,46 +49,6 @@ def test_coverage_applies_the_threshold_and_reports_precision() -> None:
 
 
 # -------------------------------------------------------------------- `bench nlu`
-INTENTS = {
-    "card_arrival": (["when will my card arrive", "my new card has not come yet", "where is my card",
-                      "card still not delivered", "waar blijft mijn nieuwe pas"],
-                     ["please", "help", "today", "still", "urgent", "thanks", "", "again"]),
-    "top_up": (["how do i top up my account", "add money to my balance", "can i top up by card",
-                "ik wil geld storten", "top up failed"],
-               ["please", "quickly", "now", "today", "", "thanks", "via the app", "again"]),
-    "exchange_rate": (["what is your exchange rate", "rate for euro to pound", "why was the rate so bad",
-                       "wisselkoers klopt niet", "which currencies can i exchange"],
-                      ["today", "please", "", "thanks", "for dollars", "exactly", "now", "again"]),
-    "lost_card": (["i lost my card", "my card was stolen", "block my card please",
-                   "ik ben mijn pas kwijt", "someone took my wallet with my card"],
-                  ["asap", "help", "", "today", "urgent", "yesterday", "please", "again"]),
-}
-
-
-def _write_csv(path: Path, rows: List[Tuple[str, str]], column: str = "category") -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", column])
-        writer.writerows(rows)
-    return path
-
-
-def _synthetic(per_intent: int, seed: int) -> List[Tuple[str, str]]:
-    rng = random.Random(seed)
-    rows, seen = [], set()
-    for intent, (stems, extras) in INTENTS.items():
-        made = 0
-        while made < per_intent:
-            text = f"{rng.choice(stems)} {rng.choice(extras)} {rng.choice(extras)}".strip()
-            text = " ".join(text.split()) + f" #{made}"  # unique texts
-            if text in seen:
-                continue
-            seen.add(text)
-            rows.append((text, intent))
-            made += 1
-    return rows
-
-
 def _bench(args: List[str], monkeypatch: pytest.MonkeyPatch, capsys) -> dict:
     monkeypatch.chdir(PROJECT)
     assert main(["bench", "nlu", *args, "--json"]) == 0
@@ -100,7 +59,7 @@ def _bench(args: List[str], monkeypatch: pytest.MonkeyPatch, capsys) -> dict:
 def test_bench_nlu_cross_validation_prints_every_contract_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    train = _write_csv(tmp_path / "train.csv", _synthetic(25, seed=1))
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(25, seed=1))
     report = _bench(["--train", str(train), "--folds", "3", "--no-baselines"], monkeypatch, capsys)
     assert CONTRACT_KEYS <= set(report)
     assert report["folds"] == 3 and report["train_examples"] == 100
@@ -111,8 +70,8 @@ def test_bench_nlu_cross_validation_prints_every_contract_key(
 
 
 def test_bench_nlu_with_a_test_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    train = _write_csv(tmp_path / "train.csv", _synthetic(20, seed=2), column="intent")
-    test = _write_csv(tmp_path / "test.csv", _synthetic(6, seed=3)[::2], column="intent")
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(20, seed=2), column="intent")
+    test = write_csv(tmp_path / "test.csv", synthetic_rows(6, seed=3)[::2], column="intent")
     report = _bench(["--train", str(train), "--test", str(test), "--folds", "3", "--no-baselines"],
                     monkeypatch, capsys)
     assert CONTRACT_KEYS <= set(report)
@@ -124,7 +83,7 @@ def test_bench_nlu_refuses_bad_input_with_the_import_report(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.chdir(PROJECT)
-    bad = _write_csv(tmp_path / "bad.csv", [("hello", "greet"), ("hello", "bye"), ("", "greet")])
+    bad = write_csv(tmp_path / "bad.csv", [("hello", "greet"), ("hello", "bye"), ("", "greet")])
     assert main(["bench", "nlu", "--train", str(bad), "--no-baselines"]) == 2
     err = capsys.readouterr().err
     assert "empty text" in err and "'bye' here but 'greet'" in err
@@ -132,7 +91,7 @@ def test_bench_nlu_refuses_bad_input_with_the_import_report(
 
 def test_bench_nlu_baselines_on_tiny_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """Rasa's LogisticRegressionClassifier and a 1-epoch DIET in the same run (~30 s)."""
-    train = _write_csv(tmp_path / "train.csv", _synthetic(8, seed=4))
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(8, seed=4))
     report = _bench(["--train", str(train), "--folds", "2", "--diet-epochs", "1"], monkeypatch, capsys)
     assert report["baseline_folds"] == 1
     baselines = report["baselines"]
