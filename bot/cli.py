@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     digest = reports_sub.add_parser(
         "digest", help="send the weekly digest per root-cause owner to the configured report sinks now")
     digest.add_argument("--date", help="the day after the week to report (YYYY-MM-DD; default: today)")
+    digest.add_argument("--again", action="store_true",
+                        help="send it even when this digest was already sent (by the service or an earlier run)")
 
     import_intents = sub.add_parser(
         "import-intents",
@@ -667,7 +669,7 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     import asyncio
     import datetime as dt
 
-    from bot.digest import build_digests, deliver, erased_comments_check
+    from bot.digest import build_digests, deliver, erased_comments_check, send_week
     from bot.report_sinks import ReportSinkError, build_sinks
     from bot.cases import CaseSettings
     from bot.root_causes import RootCauseError
@@ -687,14 +689,26 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
         return 2
     store = Store.from_url(config.database_url)
     try:
-        digests = store.transaction(build_digests, taxonomy, day, zone)
-        try:  # a comment erased meanwhile is left out
-            done = asyncio.run(deliver(digests, sinks, before_send=erased_comments_check(store)))
+        try:
+            if args.again:  # a comment erased meanwhile is left out
+                digests = store.transaction(build_digests, taxonomy, day, zone)
+                done = asyncio.run(deliver(digests, sinks, before_send=erased_comments_check(store)))
+            else:  # once, as the service's scheduler does: marked sent, so the service does not repeat it
+                sent = asyncio.run(send_week(store, taxonomy, sinks, zone, day))
+                digests, done = sent.digests, sent.deliveries
         except ReportSinkError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return 1
     finally:
         store.close()
+    if not args.again and sent.status == "already_sent":
+        print(f"webcare: the digest dated {day.isoformat()} was already sent at {sent.sent_at:%Y-%m-%d %H:%M} UTC "
+              "(by the service or an earlier run); --again sends it again", file=sys.stderr)
+        return 1
+    if not args.again and sent.status == "in_progress":
+        print(f"webcare: the digest dated {day.isoformat()} is being sent right now by the service; see its log, "
+              "or try again in 15 minutes", file=sys.stderr)
+        return 1
     start = (day - dt.timedelta(days=7)).isoformat()
     print(f"weekly digest {start} – {(day - dt.timedelta(days=1)).isoformat()}: {len(digests)} owner(s), "
           f"{len(sinks)} sink(s)")

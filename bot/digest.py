@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
@@ -274,6 +275,53 @@ def sent_weeks(session: Session) -> List[Dict[str, Any]]:
              "details": r.details} for r in rows]
 
 
+@dataclass(frozen=True)
+class WeekSent:
+    """What :func:`send_week` did: ``status`` "sent" (the ``digests``; ``deliveries``: owner,
+    sink each), "already_sent" (at ``sent_at``) or "in_progress" (claimed by another sender just
+    now)."""
+
+    status: str
+    digests: List[Dict[str, Any]] = field(default_factory=list)
+    deliveries: List[Dict[str, Any]] = field(default_factory=list)
+    sent_at: Optional[dt.datetime] = None
+
+
+async def send_week(store: Any, taxonomy: Any, sinks: Sequence[Any], zone: ZoneInfo, week: dt.date,
+                    clock: Callable[[], dt.datetime] = utcnow) -> WeekSent:
+    """Send the digest of the 7 days before ``week`` to ``sinks`` once: claim the week, deliver
+    what an earlier try did not, mark it sent. The service's scheduler and ``webcare reports
+    digest`` both go through here, so a digest sent by hand is not sent again by the service.
+
+    A failed delivery releases the claim (the deliveries made are kept) and raises.
+    """
+    now = clock()
+    try:
+        await store.run(_insert_claim, week, now)
+    except IntegrityError:
+        if not await store.run(_take_over, week, now):
+            sent_at = await store.run(_sent_at, week)
+            return WeekSent("already_sent" if sent_at else "in_progress", sent_at=sent_at)
+
+    async def recorded(entry: Dict[str, Any]) -> None:
+        await store.run(_record_delivery, week, entry)
+
+    try:
+        already = await store.run(_delivered, week)  # an earlier try got this far
+        digests = await store.run(build_digests, taxonomy, week, zone)
+        done = await deliver(digests, sinks, already, recorded, erased_comments_check(store))
+    except BaseException:
+        await store.run(_release, week, clock())
+        raise
+    await store.run(_mark_sent, week, clock(), {"deliveries": done})
+    logger.info("weekly digest of %s sent: %d owner(s), %d sink(s)", week, len(digests), len(sinks))
+    return WeekSent("sent", list(digests), done)
+
+
+def _sent_at(session: Session, week: dt.date) -> Optional[dt.datetime]:
+    return session.execute(select(ReportDigest.sent_at).where(ReportDigest.week == week)).scalar_one_or_none()
+
+
 class DigestScheduler:
     """Sends the weekly digest once per week (see the module docstring)."""
 
@@ -300,24 +348,11 @@ class DigestScheduler:
             return None
         week = due.date()
         try:
-            await self.store.run(_insert_claim, week, now)
-        except IntegrityError:
-            if not await self.store.run(_take_over, week, now):
-                return None
-        async def recorded(entry: Dict[str, Any]) -> None:
-            await self.store.run(_record_delivery, week, entry)
-
-        try:
-            already = await self.store.run(_delivered, week)  # an earlier try got this far
-            digests = await self.store.run(build_digests, self.taxonomy, week, self.zone)
-            done = await deliver(digests, self.sinks, already, recorded, erased_comments_check(self.store))
+            sent = await send_week(self.store, self.taxonomy, self.sinks, self.zone, week, self.clock)
         except Exception:
             logger.exception("weekly digest of %s: delivery failed; trying again later", week)
-            await self.store.run(_release, week, self.clock())
             return None
-        await self.store.run(_mark_sent, week, self.clock(), {"deliveries": done})
-        logger.info("weekly digest of %s sent: %d owner(s), %d sink(s)", week, len(digests), len(self.sinks))
-        return week
+        return week if sent.status == "sent" else None
 
     async def run(self) -> None:
         while True:

@@ -327,3 +327,44 @@ def test_cli_reports_digest_writes_to_the_sinks(tmp_path: Path, capsys: pytest.C
     saved = json.loads((tmp_path / "out" / "2026-03-09-billing.json").read_text(encoding="utf-8"))
     assert saved["totals"]["contacts"] == 4
     assert main(["--config", str(config), "reports", "digest", "--date", "09-03-2026"]) == 2
+
+
+def test_cli_reports_digest_sends_a_week_once_and_the_service_does_not_repeat_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import asyncio
+
+    from bot.cli import main
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    seeding = Store.from_url(url)
+    seeding.transaction(seed_contacts)
+    seeding.close()
+    config = tmp_path / "webcare.yml"
+    config.write_text(json.dumps({
+        "database": {"url": url},
+        "cases": {"root_causes_file": str(PROJECT / "data" / "root_causes.yml"),
+                  "domain_file": str(PROJECT / "domain.yml")},
+        "reports": {"sinks": [{"type": "file", "directory": str(tmp_path / "out")}]},
+    }), encoding="utf-8")
+    saved = tmp_path / "out" / "2026-03-09-billing.json"
+    assert main(["--config", str(config), "reports", "digest", "--date", "2026-03-09"]) == 0
+    capsys.readouterr()
+    saved.unlink()
+
+    # by hand a second time: refused, nothing delivered
+    assert main(["--config", str(config), "reports", "digest", "--date", "2026-03-09"]) == 1
+    assert "was already sent at" in capsys.readouterr().err and not saved.exists()
+    # the service's scheduler at that Monday's due time: already sent, not again
+    store = Store.from_url(url)
+    sink = MemorySink()
+    clock = Clock(dt.datetime(2026, 3, 9, 6, 5, tzinfo=dt.timezone.utc))
+    assert asyncio.run(DigestScheduler(store, TAXONOMY, [sink], ZONE, 0, dt.time(7, 0), clock=clock).tick()) is None
+    assert sink.delivered == []
+    [week] = store.transaction(sent_weeks)
+    assert week["week"] == "2026-03-09" and week["sent_at"]
+    assert {d["owner"] for d in week["details"]["deliveries"]} >= {"billing"}
+    store.close()
+    # --again: sent anyway
+    assert main(["--config", str(config), "reports", "digest", "--date", "2026-03-09", "--again"]) == 0
+    assert saved.exists() and "billing: 4 contacts" in capsys.readouterr().out
