@@ -383,7 +383,7 @@ def _nlu_review(args: argparse.Namespace) -> int:
     print(f"{review.examples} examples, {args.folds}-fold cross-validation: accuracy {review.accuracy:.3f} "
           "against the labels as they are")
     print(f"{len(review.disputed)} example(s) the model disputes with confidence ≥ {review.min_confidence:.2f} "
-          "(likely a wrong label, or an example that fits two intents):")
+          "(a wrong label, an example that fits two intents, or one the model needs more examples like):")
     shown = 20
     for d in review.disputed[:shown]:
         where = f"  [{d.source}]" if d.source else ""

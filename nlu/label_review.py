@@ -9,7 +9,9 @@ The review takes the out-of-fold ranking of every example (each predicted by a m
 without it, :func:`nlu.evaluation.cross_validated_rankings`) and lists
 
 * **disputed examples**: the model's top intent is not the label, with at least
-  ``min_confidence``: likely a wrong label, or an example that belongs to two intents;
+  ``min_confidence``: a wrong label, an example that belongs to two intents, or one the model
+  needs more examples like (in hand-written data mostly the last; in BANKING77, reading a
+  sample of the 231 disputed at 0.8, mostly the first two);
 * **confused pairs**: the intent pairs with the most out-of-fold errors either way: candidates
   for merging, for a sharper definition in the data, or for a clarifying question.
 
