@@ -240,8 +240,15 @@ class Dispatcher:
             held = leases.start_renewal()
             if not held:
                 continue
+            renewal = asyncio.ensure_future(self.store.run(renew_leases, held))
             try:
-                until, extended = await self.store.run(renew_leases, held)
+                # A renewal under way when the batch ends finishes first (its UPDATE runs in a
+                # thread either way): no lease is extended after deliver_all has returned.
+                try:
+                    until, extended = await asyncio.shield(renewal)
+                except asyncio.CancelledError:
+                    await asyncio.gather(renewal, return_exceptions=True)
+                    raise
                 leases.renewed(held, until, extended)
             except Exception:
                 logger.exception("dispatcher: renewing leases failed; retrying")

@@ -42,6 +42,27 @@ def fresh_postgres_database(prefix: str = "webcare_test") -> Iterator[str]:
         yield url
 
 
+def fresh_store(kind: str, tmp_path: Path, prefix: str) -> Iterator["Store"]:
+    """An empty store on ``kind`` ("sqlite": a file in ``tmp_path``; "postgresql": a fresh
+    database named after ``prefix``), closed (and dropped) afterwards. For fixtures
+    parametrized over both: ``yield from fresh_store(request.param, tmp_path, "webcare_x")``."""
+    from bot.store.database import Store
+
+    if kind == "sqlite":
+        store = Store.from_url(f"sqlite:///{tmp_path}/{prefix}.db")
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    with fresh_postgres_database(prefix) as url:
+        store = Store.from_url(url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
 @pytest.fixture(scope="module")
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh PostgreSQL database shared by the tests of one module."""

@@ -443,19 +443,9 @@ def short_leases(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """An empty store on SQLite, then on PostgreSQL."""
-    if request.param == "sqlite":
-        store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
-        yield store
-        store.close()
-        return
-    from tests.conftest import fresh_postgres_database
+    from tests.conftest import fresh_store
 
-    with fresh_postgres_database("webcare_dispatcher_lease") as url:
-        store = Store.from_url(url)
-        try:
-            yield store
-        finally:
-            store.close()
+    yield from fresh_store(request.param, tmp_path, "webcare_dispatcher_lease")
 
 
 def heartbeats(owner: str) -> List[asyncio.Task]:

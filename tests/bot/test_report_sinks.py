@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from aiohttp import web
@@ -306,9 +306,8 @@ def test_the_service_builds_its_scheduler_from_the_configuration(tmp_path: Path)
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_reports_digest_writes_to_the_sinks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from bot.cli import main
-
+def _cli_setup(tmp_path: Path) -> Tuple[str, Path]:
+    """A SQLite store with the seeded contacts and a configuration with a file sink in out/."""
     url = f"sqlite:///{tmp_path}/cli.db"
     seeding = Store.from_url(url)
     seeding.transaction(seed_contacts)
@@ -320,6 +319,13 @@ def test_cli_reports_digest_writes_to_the_sinks(tmp_path: Path, capsys: pytest.C
                   "domain_file": str(PROJECT / "domain.yml")},
         "reports": {"sinks": [{"type": "file", "directory": str(tmp_path / "out")}]},
     }), encoding="utf-8")
+    return url, config
+
+
+def test_cli_reports_digest_writes_to_the_sinks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bot.cli import main
+
+    _, config = _cli_setup(tmp_path)
     assert main(["--config", str(config), "reports", "digest", "--date", "2026-03-09"]) == 0
     out = capsys.readouterr().out
     assert "weekly digest 2026-03-02 – 2026-03-08" in out
@@ -332,21 +338,9 @@ def test_cli_reports_digest_writes_to_the_sinks(tmp_path: Path, capsys: pytest.C
 def test_cli_reports_digest_sends_a_week_once_and_the_service_does_not_repeat_it(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    import asyncio
-
     from bot.cli import main
 
-    url = f"sqlite:///{tmp_path}/cli.db"
-    seeding = Store.from_url(url)
-    seeding.transaction(seed_contacts)
-    seeding.close()
-    config = tmp_path / "webcare.yml"
-    config.write_text(json.dumps({
-        "database": {"url": url},
-        "cases": {"root_causes_file": str(PROJECT / "data" / "root_causes.yml"),
-                  "domain_file": str(PROJECT / "domain.yml")},
-        "reports": {"sinks": [{"type": "file", "directory": str(tmp_path / "out")}]},
-    }), encoding="utf-8")
+    url, config = _cli_setup(tmp_path)
     saved = tmp_path / "out" / "2026-03-09-billing.json"
     assert main(["--config", str(config), "reports", "digest", "--date", "2026-03-09"]) == 0
     capsys.readouterr()

@@ -22,24 +22,14 @@ from tests.bot.console_support import (  # noqa: F401  (app_client is a fixture)
     store_of,
 )
 from tests.bot.report_support import PERIOD, ZONE, seed_contacts
-from tests.conftest import PROJECT, fresh_postgres_database
+from tests.conftest import PROJECT, fresh_store
 
 TAXONOMY = load_taxonomy(PROJECT / "data" / "root_causes.yml")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        store = Store.from_url(f"sqlite:///{tmp_path}/r.db")
-        yield store
-        store.close()
-        return
-    with fresh_postgres_database("webcare_reports") as url:
-        store = Store.from_url(url)
-        try:
-            yield store
-        finally:
-            store.close()
+    yield from fresh_store(request.param, tmp_path, "webcare_reports")
 
 
 def by_code(report: dict) -> dict:
