@@ -363,6 +363,9 @@ def _nlu_review(args: argparse.Namespace) -> int:
     if args.folds < 2:
         print("webcare: --folds must be at least 2", file=sys.stderr)
         return 2
+    if args.out and not Path(args.out).resolve().parent.is_dir():  # known before the training, not after
+        print(f"webcare: --out {args.out}: no such directory", file=sys.stderr)
+        return 2
     _quiet_rasa()
     examples = _nlu_examples(args.data, args.csv)
     if examples is None:

@@ -119,3 +119,5 @@ def test_nlu_review_refuses_bad_input(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "between 0 and 1" in capsys.readouterr().err
     assert main(["nlu", "review", "--data", str(tmp_path / "missing")]) == 2
     assert "no NLU files" in capsys.readouterr().err
+    assert main(["nlu", "review", "--out", str(tmp_path / "missing" / "review.csv")]) == 2
+    assert "no such directory" in capsys.readouterr().err
