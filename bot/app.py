@@ -76,7 +76,8 @@ def create_app(config: Config) -> web.Application:
     app[ENRICHMENT_KEY] = set()
     worker = Worker(
         store,
-        RasaClient(config.rasa.replicas, config.worker.rasa_timeout_seconds),
+        RasaClient(config.rasa.replicas, config.worker.rasa_timeout_seconds,
+                   suspect_seconds=config.worker.rasa_suspect_seconds),
         DraftingPolicy.from_config(config.drafting),
         concurrency=config.worker.concurrency,
         cases=cases,

@@ -36,7 +36,8 @@ DEFAULTS: Dict[str, Any] = {
         "always_review": ["complaint", "cancel_contract", "payment_arrangement"],
         "review_customer_flags": ["vip", "sensitive"],
     },
-    "worker": {"enabled": True, "concurrency": 8, "rasa_timeout_seconds": 30, "max_attempts": 10},
+    "worker": {"enabled": True, "concurrency": 8, "rasa_timeout_seconds": 30, "rasa_suspect_seconds": 30,
+               "max_attempts": 10},
     # Escalations: the root-cause taxonomy (validated against the domain at start-up) and how
     # the waiting time told to customers on handover is estimated.
     "cases": {
@@ -120,6 +121,7 @@ class WorkerConfig:
     enabled: bool
     concurrency: int
     rasa_timeout_seconds: float
+    rasa_suspect_seconds: float  # a Rasa replica that hung or failed is tried last for this long
     max_attempts: int
 
 
@@ -222,10 +224,14 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
             enabled=bool(merged["worker"]["enabled"]),
             concurrency=int(merged["worker"]["concurrency"]),
             rasa_timeout_seconds=float(merged["worker"]["rasa_timeout_seconds"]),
+            rasa_suspect_seconds=float(merged["worker"]["rasa_suspect_seconds"]),
             max_attempts=int(merged["worker"]["max_attempts"]),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: console/worker settings must be numbers: {exc}") from exc
+    if worker.rasa_timeout_seconds <= 0 or worker.rasa_suspect_seconds < 0:
+        raise ConfigError(f"{where}: worker.rasa_timeout_seconds must be positive and "
+                          f"worker.rasa_suspect_seconds 0 or more")
     from bot.drafting import DraftingPolicy, DraftingPolicyError
 
     try:

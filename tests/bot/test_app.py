@@ -161,3 +161,14 @@ def test_a_store_that_cannot_be_created_fails_at_start_up(tmp_path: Path) -> Non
     (tmp_path / "blocked").write_text("a file, not a folder")
     with pytest.raises(Exception):
         create_app(config_for(tmp_path / "blocked" / "x.db"))
+
+
+def test_the_service_gives_its_rasa_client_the_configured_suspect_time(tmp_path: Path) -> None:
+    import dataclasses
+
+    from bot.app import WORKER_KEY, create_app
+    from tests.bot.console_support import make_config
+
+    config = make_config(tmp_path)
+    config = dataclasses.replace(config, worker=dataclasses.replace(config.worker, rasa_suspect_seconds=7.5))
+    assert create_app(config)[WORKER_KEY].rasa.replicas.suspect_seconds == 7.5

@@ -226,3 +226,16 @@ def test_rasa_replicas_as_a_list_or_comma_separated(tmp_path: Path, monkeypatch:
 def test_bad_rasa_replicas_are_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="rasa.url must be a URL or a list of URLs"):
         load_config(write(tmp_path, f"rasa:\n  url: {value}\n"))
+
+
+def test_worker_rasa_settings(tmp_path: Path) -> None:
+    config = load_config(environ={})
+    assert (config.worker.rasa_timeout_seconds, config.worker.rasa_suspect_seconds) == (30.0, 30.0)
+    config = load_config(write(tmp_path, "worker:\n  rasa_timeout_seconds: 10\n  rasa_suspect_seconds: 0\n"))
+    assert (config.worker.rasa_timeout_seconds, config.worker.rasa_suspect_seconds) == (10.0, 0.0)
+
+
+@pytest.mark.parametrize("settings", ["rasa_suspect_seconds: -1", "rasa_timeout_seconds: 0"])
+def test_bad_worker_rasa_settings_are_refused(tmp_path: Path, settings: str) -> None:
+    with pytest.raises(ConfigError, match="worker.rasa_timeout_seconds must be positive"):
+        load_config(write(tmp_path, f"worker:\n  {settings}\n"))
