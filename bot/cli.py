@@ -325,7 +325,13 @@ def _nlu_examples(data_arg: str, csv_arg: Optional[str] = None) -> Optional[list
     if not files or not all(f.is_file() for f in files):
         print(f"webcare: no NLU files in {data_path}", file=sys.stderr)
         return None
-    return load_rasa_examples(files)
+    from rasa.shared.exceptions import RasaException
+
+    try:
+        return load_rasa_examples(files)
+    except RasaException as exc:  # e.g. a YAML error, with its file and line
+        print(f"webcare: {exc}", file=sys.stderr)
+        return None
 
 
 def _nlu_crossval(args: argparse.Namespace) -> int:

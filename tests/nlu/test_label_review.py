@@ -119,5 +119,9 @@ def test_nlu_review_refuses_bad_input(tmp_path: Path, monkeypatch: pytest.Monkey
     assert "between 0 and 1" in capsys.readouterr().err
     assert main(["nlu", "review", "--data", str(tmp_path / "missing")]) == 2
     assert "no NLU files" in capsys.readouterr().err
+    broken = tmp_path / "broken.yml"
+    broken.write_text("version: '3.1'\nnlu:\n- intent: greet\n  examples: |\n    - hi\n  - oops: [\n", encoding="utf-8")
+    assert main(["nlu", "review", "--data", str(broken)]) == 2
+    assert "broken.yml" in capsys.readouterr().err
     assert main(["nlu", "review", "--out", str(tmp_path / "missing" / "review.csv")]) == 2
     assert "no such directory" in capsys.readouterr().err
