@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     crossval.add_argument("--json", action="store_true", help="print JSON only")
     review = nlu_sub.add_parser(
         "review",
-        help="training examples whose label the model disputes (likely wrong labels) and the "
-        "intent pairs it confuses most, from cross-validation; changes nothing")
+        help="training examples whose label the model disputes (wrong labels, examples fitting two intents) "
+        "and the intent pairs it confuses most, from cross-validation; changes nothing")
     review_source = review.add_mutually_exclusive_group()
     review_source.add_argument("--data", default="data/nlu", help="NLU files or folder (default: data/nlu)")
     review_source.add_argument("--csv", help="a CSV of labelled examples (text,intent[,lang]) instead")
@@ -309,17 +309,13 @@ def _nlu_examples(data_arg: str, csv_arg: Optional[str] = None) -> Optional[list
     from nlu.evaluation import load_rasa_examples
 
     if csv_arg:
-        from nlu.importing import CsvFormatError, problem_report, read_intent_csv
+        from nlu.importing import CsvFormatError, read_training_examples
 
         try:
-            data = read_intent_csv(Path(csv_arg), drop_duplicates=True)
-        except (OSError, CsvFormatError) as exc:
+            return read_training_examples(Path(csv_arg))
+        except CsvFormatError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return None
-        if not data.ok:
-            print(problem_report(data), file=sys.stderr)
-            return None
-        return data.examples
     data_path = Path(data_arg)
     files = sorted(data_path.rglob("*.yml")) if data_path.is_dir() else [data_path]
     if not files or not all(f.is_file() for f in files):

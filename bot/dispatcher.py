@@ -268,7 +268,7 @@ class Dispatcher:
                 await self.store.run(unclaim, rest)
                 return
 
-    async def deliver(self, delivery: Delivery, leases: Optional[BatchLeases] = None) -> bool:
+    async def deliver(self, delivery: Delivery, leases: BatchLeases) -> bool:
         """Send one item and record the outcome; True when it was delivered.
 
         ``leases``: the batch's leases, kept by its heartbeat (the lease to check is the current
@@ -279,17 +279,14 @@ class Dispatcher:
         slot = await bucket.acquire()
         # At send time (after any wait for the rate limit or a retry_after): still ours, still to
         # send, and not to an erased customer?
-        if leases is None:
-            confirmed = await self.store.run(confirm_send, delivery)
-        else:
-            async with leases.confirming(delivery) as current:
-                if current is None:
-                    logger.info("dispatcher: outbox %s is no longer ours (its lease was lost); not sending it",
-                                delivery.id)
-                    return False
-                confirmed = await self.store.run(confirm_send, current)
-                if confirmed is not None:
-                    leases.confirmed(confirmed)
+        async with leases.confirming(delivery) as current:
+            if current is None:
+                logger.info("dispatcher: outbox %s is no longer ours (its lease was lost); not sending it",
+                            delivery.id)
+                return False
+            confirmed = await self.store.run(confirm_send, current)
+            if confirmed is not None:
+                leases.confirmed(confirmed)
         if confirmed is None:
             return False
         delivery = confirmed
@@ -427,15 +424,8 @@ def _ours(leases: Mapping[int, Lease]) -> ColumnElement:
 def renew_lease(session: Session, delivery: Delivery) -> Optional[dt.datetime]:
     """Extend our lease if it is still ours (unchanged since we last took or renewed it); the
     new ``lease_until``, or None when it is not ours any more."""
-    until = utcnow() + dt.timedelta(seconds=LEASE_SECONDS)
-    result = session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.status == OutboxStatus.pending,
-               _ours({delivery.id: (delivery.owner, delivery.lease_until)}))
-        .values(lease_until=until)
-        .execution_options(synchronize_session=False)
-    )
-    return until if result.rowcount == 1 else None
+    until, extended = renew_leases(session, {delivery.id: (delivery.owner, delivery.lease_until)})
+    return until if extended else None
 
 
 def renew_leases(session: Session, leases: Mapping[int, Lease]) -> Tuple[dt.datetime, List[int]]:

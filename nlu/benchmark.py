@@ -55,7 +55,7 @@ import yaml
 from sklearn.model_selection import StratifiedKFold
 
 from nlu.evaluation import Example, score, train_and_predict
-from nlu.importing import CsvFormatError, problem_report, read_intent_csv
+from nlu.importing import CsvFormatError, read_training_examples
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +174,9 @@ class _Run:
 
 def _load(path: Path, role: str) -> List[Example]:
     try:
-        data = read_intent_csv(path, drop_duplicates=True)
+        return read_training_examples(path)
     except CsvFormatError as exc:
         raise BenchInputError(f"{role} data: {exc}") from exc
-    if not data.ok:
-        raise BenchInputError(problem_report(data))
-    if data.dropped_duplicates:
-        logger.info("%s: dropped %d duplicate example(s)", path, data.dropped_duplicates)
-    return data.examples
 
 
 def _project_language(config: Path) -> str:

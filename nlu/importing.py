@@ -22,6 +22,7 @@ instead of refusing; conflicts and empty texts are always refused.
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nlu.evaluation import Example, write_nlu_yaml
+
+logger = logging.getLogger(__name__)
 
 TEXT_COLUMN = "text"
 INTENT_COLUMNS = ("intent", "category")  # first one present wins; "category" is an alias
@@ -194,6 +197,17 @@ _KIND_TITLES = {
     "entity_markup": "texts Rasa would read as entity markup",
     "bad_lang": "invalid lang values",
 }
+
+
+def read_training_examples(path: Path) -> List[Example]:
+    """The examples of a labelled CSV for training or evaluation: duplicates dropped (and logged),
+    anything else wrong refused with :func:`problem_report` as the :class:`CsvFormatError`'s text."""
+    data = read_intent_csv(path, drop_duplicates=True)
+    if not data.ok:
+        raise CsvFormatError(problem_report(data))
+    if data.dropped_duplicates:
+        logger.info("%s: dropped %d duplicate example(s)", path, data.dropped_duplicates)
+    return data.examples
 
 
 def problem_report(data: CsvData) -> str:

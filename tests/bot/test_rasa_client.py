@@ -1,18 +1,17 @@
 """The Rasa client against a real Rasa server: replicas, fail-over, errors."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
 from itertools import count
-from typing import Any, AsyncIterator, Dict, List
+from typing import AsyncIterator, Dict, List
 
 import pytest
-from aiohttp import web
 
 from bot.rasa_client import RasaClient, RasaReplicas, RasaUnavailable
 from bot.rasa_stack import free_port
+from tests.bot.rasa_support import FakeRasa, fake_rasa_replicas
 
 
 def test_each_sender_has_its_own_replica_and_the_others_follow() -> None:
@@ -79,53 +78,10 @@ async def test_a_message_rasa_already_handled_is_answered_the_same_not_handled_a
 # answers within the client's timeout), one answers 503, one answers.
 
 
-class FakeRasa:
-    """One stand-in Rasa replica; ``behaviour`` ("hang", "fail" or "answer") can change mid-test."""
-
-    def __init__(self, name: str, behaviour: str) -> None:
-        self.name = name
-        self.behaviour = behaviour
-        self.received: List[Dict[str, Any]] = []  # every request body it took
-        self.url = ""
-        self.release = asyncio.Event()  # ends the hanging requests at teardown
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.received.append(body)
-        if self.behaviour == "hang":
-            await self.release.wait()
-        if self.behaviour == "fail":
-            return web.Response(status=503, text="no worker free")
-        return web.json_response({
-            "messages": [{"text": f"answered by {self.name}"}],
-            "parse": {"text": body["text"], "intent": {"name": "tariffs", "confidence": 0.95}},
-        })
-
-    def message_ids(self) -> List[str]:
-        return [body["message_id"] for body in self.received]
-
-
 @pytest.fixture
 async def fakes() -> AsyncIterator[Dict[str, FakeRasa]]:
-    servers = {name: FakeRasa(name, behaviour) for name, behaviour in
-               (("hung", "hang"), ("failing", "fail"), ("healthy", "answer"))}
-    runners = []
-    try:
-        for fake in servers.values():
-            app = web.Application()
-            app.router.add_post("/webhooks/webcare/webhook", fake.handle)
-            runner = web.AppRunner(app, shutdown_timeout=1.0)
-            await runner.setup()
-            runners.append(runner)
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            host, port = runner.addresses[0][:2]
-            fake.url = f"http://{host}:{port}"
+    async with fake_rasa_replicas(("hung", "hang"), ("failing", "fail"), ("healthy", "answer")) as servers:
         yield servers
-    finally:
-        for fake in servers.values():
-            fake.release.set()
-        for runner in runners:
-            await runner.cleanup()
 
 
 class Clock:

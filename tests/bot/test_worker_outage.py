@@ -1,12 +1,10 @@
 """A Rasa outage: messages wait and are retried with backoff; a long one hands them to a person."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import AsyncIterator, Iterator, List
+from typing import AsyncIterator, Dict, Iterator
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select, update
 
 from bot.config import DEFAULTS
@@ -18,6 +16,7 @@ from bot.store.database import Store
 from bot.store.models import Case, Conversation, Direction, Message, utcnow
 from bot.worker import Worker, claim_conversations
 from connectors.base import InboundMessage
+from tests.bot.rasa_support import FakeRasa, fake_rasa_replicas
 
 
 @pytest.fixture
@@ -76,54 +75,17 @@ async def test_rasa_down_for_max_attempts_hands_the_message_to_a_person(store: S
 # ---------------------------------------------------------------- one Rasa replica hangs
 
 
-async def serve(handler) -> web.AppRunner:
-    app = web.Application()
-    app.router.add_post("/webhooks/webcare/webhook", handler)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner
-
-
-def url_of(runner: web.AppRunner) -> str:
-    host, port = runner.addresses[0][:2]
-    return f"http://{host}:{port}"
-
-
 @pytest.fixture
-async def hung_and_healthy() -> AsyncIterator[tuple]:
+async def hung_and_healthy() -> AsyncIterator[Dict[str, FakeRasa]]:
     """Two stand-in Rasa replicas: one takes requests and never answers, one answers."""
-    hung_received: List[str] = []
-    healthy_received: List[str] = []
-    release = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        hung_received.append((await request.json())["message_id"])
-        await release.wait()
-        return web.json_response({"messages": [], "parse": {}})
-
-    async def answer(request: web.Request) -> web.Response:
-        body = await request.json()
-        healthy_received.append(body["message_id"])
-        return web.json_response({
-            "messages": [{"text": "Our tariffs start at 10 euros a month."}],
-            "parse": {"text": body["text"], "intent": {"name": "tariffs", "confidence": 0.95},
-                      "intent_ranking": [{"name": "tariffs", "confidence": 0.95}], "entities": [],
-                      "language": {"name": "en"}},
-        })
-
-    runners = [await serve(hang), await serve(answer)]
-    try:
-        yield url_of(runners[0]), hung_received, url_of(runners[1]), healthy_received
-    finally:
-        release.set()
-        for runner in runners:
-            await runner.cleanup()
+    async with fake_rasa_replicas(("hung", "hang"), ("healthy", "answer")) as servers:
+        yield servers
 
 
 async def test_a_hung_rasa_replicas_conversation_is_answered_by_the_healthy_one_on_the_retry(
         store: Store, hung_and_healthy) -> None:
-    hung, hung_received, healthy, healthy_received = hung_and_healthy
+    hung, healthy = hung_and_healthy["hung"].url, hung_and_healthy["healthy"].url
+    hung_received, healthy_received = hung_and_healthy["hung"].message_ids, hung_and_healthy["healthy"].message_ids
     urls = sorted([hung, healthy], key=lambda url: RasaReplicas([hung, healthy]).for_sender("hook:42")[0] != url)
     assert RasaReplicas(urls).for_sender("hook:42")[0] == hung  # the customer's own replica hangs
     conversation_id = receive(store)
@@ -136,18 +98,18 @@ async def test_a_hung_rasa_replicas_conversation_is_answered_by_the_healthy_one_
         await worker._process(conversation_id)  # times out at the hung replica: backs off
         message = store.transaction(lambda s: s.execute(select(Message)).scalar_one())
         assert message.status == "received" and message.attempts == 1
-        assert hung_received == [str(message.id)] and healthy_received == []  # not sent twice at once
+        assert hung_received() == [str(message.id)] and healthy_received() == []  # not sent twice at once
         # the backoff is over (1 s): the retry, the last attempt before an agent, goes to the healthy replica
         store.transaction(lambda s: s.execute(update(Conversation).values(lease_until=utcnow())))
         assert store.transaction(claim_conversations, worker.owner, 1) == [conversation_id]
         await worker._process(conversation_id)
     finally:
         await worker.rasa.close()
-    assert healthy_received == [str(message.id)] and hung_received == [str(message.id)]
+    assert healthy_received() == [str(message.id)] and hung_received() == [str(message.id)]
     inbound = store.transaction(lambda s: s.get(Message, message.id))
     assert inbound.status == "processed" and inbound.nlu["intent"]["name"] == "tariffs"
     replies = store.transaction(lambda s: s.execute(
         select(Message).where(Message.direction == Direction.outbound)).scalars().all())
-    assert [m.text for m in replies] == ["Our tariffs start at 10 euros a month."]
+    assert [m.text for m in replies] == ["answered by healthy"]
     assert store.transaction(lambda s: s.execute(select(Case)).scalars().all()) == [] and opened == []
     assert store.transaction(lambda s: s.get(Conversation, conversation_id)).mode.value == "bot"
