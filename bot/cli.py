@@ -222,7 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
     if args.command == "train":
-        from bot.model_training import train
+        from bot.rasa.training import train
 
         try:
             train(PROJECT, PROJECT / config.rasa.model_dir, force=args.force)
@@ -233,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.command == "run":
         from bot.launcher import run_all
-        from bot.model_training import train
+        from bot.rasa.training import train
 
         (PROJECT / "var").mkdir(exist_ok=True)
         if not args.no_train:
@@ -247,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "service":
         from aiohttp import web
 
-        from bot.app import create_app
+        from bot.web.app import create_app
 
         host = args.host or config.service.host
         port = args.port or config.service.port
@@ -408,7 +408,7 @@ def _nlu_review(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bench_command == "pipeline":
-        from bot.benchmarks.pipeline import run_pipeline_bench
+        from bot.bench.pipeline import run_pipeline_bench
 
         _quiet_rasa()
         try:
@@ -419,7 +419,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(report, indent=2))
         return 0
     if args.bench_command == "load":
-        from bot.benchmarks.load import run_load_bench
+        from bot.bench.load import run_load_bench
 
         _quiet_rasa()
         try:
@@ -431,7 +431,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(report, indent=2))
         return 0
     if args.bench_command == "broadcast":
-        from bot.benchmarks.broadcast import run_broadcast_bench
+        from bot.bench.broadcast import run_broadcast_bench
 
         try:
             report = run_broadcast_bench(args.recipients, args.rate, args.kill_after, args.database_url)
@@ -443,7 +443,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bench_command == "nlu":
         return _bench_nlu(args)
     if args.bench_command == "reports":
-        from bot.benchmarks.reports import run_reports_bench
+        from bot.bench.reports import run_reports_bench
 
         report = run_reports_bench(args.contacts, args.database_url, repeats=args.repeats)
         print(json.dumps(report, indent=2))
@@ -484,7 +484,7 @@ def _import_intents(args: argparse.Namespace) -> int:
 
 
 def _quiet_rasa() -> None:
-    for name in ("rasa", "aiohttp.access", "bot.worker", "bot.dispatcher"):
+    for name in ("rasa", "aiohttp.access", "bot.pipeline.worker", "bot.pipeline.dispatcher"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -505,7 +505,7 @@ def _users(args: argparse.Namespace, parser: argparse.ArgumentParser, config) ->
     if args.users_command != "add":
         parser.parse_args(["users", "--help"])
         return 2
-    from bot.auth import create_user
+    from bot.web.auth import create_user
     from bot.errors import WebcareError
     from bot.store.database import Store
 
@@ -530,7 +530,7 @@ def _crm(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> i
     if args.crm_command != "import":
         parser.parse_args(["crm", "--help"])
         return 2
-    from bot.crm.importing import import_crm
+    from bot.customers.crm.importing import import_crm
     from bot.store.database import Store
 
     store = Store.from_url(config.database_url)
@@ -553,7 +553,7 @@ def _gdpr(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> 
         return 2
     import asyncio
 
-    from bot import gdpr
+    from bot.privacy import gdpr
     from bot.errors import NotFound, WebcareError
     from bot.store.database import Store
 
@@ -639,7 +639,7 @@ def _gdpr(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> 
 
 
 def _export_feedback(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
-    from bot.feedback import export, parse_since
+    from bot.review.feedback_export import export, parse_since
     from bot.store.database import Store
 
     try:
@@ -674,10 +674,10 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
     import asyncio
     import datetime as dt
 
-    from bot.digest import build_digests, deliver, erased_comments_check, send_week
-    from bot.report_sinks import ReportSinkError, build_sinks
-    from bot.cases import CaseSettings
-    from bot.root_causes import RootCauseError
+    from bot.reporting.digest import build_digests, deliver, erased_comments_check, send_week
+    from bot.reporting.sinks import ReportSinkError, build_sinks
+    from bot.cases.escalation import CaseSettings
+    from bot.cases.root_causes import RootCauseError
     from bot.store.database import Store
 
     zone = config.opening_hours.timezone

@@ -232,7 +232,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
     if worker.rasa_timeout_seconds <= 0 or worker.rasa_suspect_seconds < 0:
         raise ConfigError(f"{where}: worker.rasa_timeout_seconds must be positive and "
                           f"worker.rasa_suspect_seconds 0 or more")
-    from bot.drafting import DraftingPolicy, DraftingPolicyError
+    from bot.pipeline.drafting_policy import DraftingPolicy, DraftingPolicyError
 
     try:
         DraftingPolicy.from_config(merged["drafting"])
@@ -263,8 +263,8 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
 
 def _validate_crm(section: Dict[str, Any], where: str) -> Dict[str, Any]:
     """The ``crm`` section with ``http`` defaults filled in; the adapter must resolve."""
-    from bot.crm.base import CrmError
-    from bot.crm.registry import crm_class
+    from bot.customers.crm.base import CrmError
+    from bot.customers.crm.registry import crm_class
 
     http = section.get("http") or {}
     if not isinstance(http, dict):

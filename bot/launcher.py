@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from urllib.parse import urlparse
 
 from bot.config import Config
-from bot.model_training import rasa_executable
+from bot.rasa.training import rasa_executable
 
 READY_TIMEOUT_SECONDS = 180.0
 

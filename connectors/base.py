@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from bot.intake import Intake
+    from bot.pipeline.intake import Intake
 
 
 @dataclass(frozen=True)

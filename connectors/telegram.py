@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     import argparse
 
     from bot.config import Config
-    from bot.intake import Intake
+    from bot.pipeline.intake import Intake
 
 logger = logging.getLogger(__name__)
 

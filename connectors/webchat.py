@@ -67,7 +67,7 @@ from connectors.base import (
 )
 
 if TYPE_CHECKING:
-    from bot.intake import Intake
+    from bot.pipeline.intake import Intake
     from bot.store.database import Store
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from connectors.base import (
 from connectors.signing import SIGNATURE_HEADER, sign, verify
 
 if TYPE_CHECKING:
-    from bot.intake import Intake
+    from bot.pipeline.intake import Intake
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ def project() -> Path:
 @pytest.fixture(scope="session")
 def rasa(tmp_path_factory: pytest.TempPathFactory):
     """A real Rasa server (trained model, webcare channel) and action server for the session."""
-    from bot.rasa_stack import rasa_stack
+    from bot.rasa.stack import rasa_stack
 
     with rasa_stack(tmp_path_factory.mktemp("rasa")) as stack:
         yield stack

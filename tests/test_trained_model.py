@@ -23,7 +23,7 @@ from rasa.shared.core.events import SlotSet
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
-from bot.model_training import latest_model, rasa_executable
+from bot.rasa.training import latest_model, rasa_executable
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODEL_DIR = PROJECT / "models"

@@ -133,7 +133,7 @@ class Customer(Base):
     display_name: Mapped[Optional[str]] = Column(String(200))
     language: Mapped[Optional[str]] = Column(String(8))
     flags: Mapped[List[str]] = Column(JSON, nullable=False, default=list)
-    # The customer's number in the CRM, once an agent linked them (see bot/identity_linking.py).
+    # The customer's number in the CRM, once an agent linked them (see bot/customers/identity_linking.py).
     crm_ref: Mapped[Optional[str]] = Column(String(64), index=True)
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
 
@@ -356,7 +356,7 @@ class TrackerEvent(Base):
 
 
 class CrmCustomerRecord(Base):
-    """A customer of the built-in SQL CRM (``webcare crm import``; see bot/crm/sql.py)."""
+    """A customer of the built-in SQL CRM (``webcare crm import``; see bot/customers/crm/sql.py)."""
 
     __tablename__ = "crm_customers"
     __table_args__ = (Index("ix_crm_customers_address", "postcode", "house_number"),)
@@ -406,7 +406,7 @@ class Contact(Base):
         # one contact per episode, even when two replicas close it at once
         UniqueConstraint("conversation_id", "first_message_id", name="uq_contacts_episode"),
         # one sweep per (root cause, channel, handler) over a period, in index order, read from the
-        # index alone (bot/reports.py)
+        # index alone (bot/reporting/recurring_issues.py)
         Index("ix_contacts_report", "root_cause", "channel", "handled_by", "started_at", "customer_id",
               "repeated", "csat_asked_at", "csat_score", "first_response_seconds", "handling_seconds"),
     )
@@ -541,7 +541,7 @@ class BroadcastRecipient(Base):
 
 
 class ReportDigest(Base):
-    """One weekly recurring-issue digest: claimed by one replica, sent once (``bot/digest.py``)."""
+    """One weekly recurring-issue digest: claimed by one replica, sent once (``bot/reporting/digest.py``)."""
 
     __tablename__ = "report_digests"
 

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional
 
 from sqlalchemy import select
 
-from bot.broadcasts import Broadcaster
-from bot.dispatcher import Dispatcher
+from bot.outreach.broadcasts import Broadcaster
+from bot.pipeline.dispatcher import Dispatcher
 from bot.store.database import Store
 from bot.store.models import (
     ChannelIdentity,
@@ -80,7 +80,7 @@ async def run_until_done(store: Store, broadcaster: Broadcaster, dispatcher: Dis
     """Run the broadcaster and the dispatcher until no broadcast is sending any more."""
     import asyncio
 
-    from bot.broadcasts import active_broadcasts
+    from bot.outreach.broadcasts import active_broadcasts
 
     tasks = [asyncio.create_task(broadcaster.run()), asyncio.create_task(dispatcher.run())]
     try:

@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any, Dict, Optional
 from zoneinfo import ZoneInfo
 
-from bot.reports import Period
+from bot.reporting.recurring_issues import Period
 from bot.store.models import Case, ChannelIdentity, Contact, Conversation, Customer
 
 ZONE = ZoneInfo("Europe/Amsterdam")

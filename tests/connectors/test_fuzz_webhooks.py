@@ -3,7 +3,7 @@
 Arbitrary bytes, arbitrary JSON (correctly signed / with the right secret, so the parsers
 themselves are exercised) and near-valid payloads (wrong types, missing fields, huge strings,
 lone surrogates, NULs, nested junk, Telegram update shapes with random fields) are posted to
-``bot.app.create_app`` with a SQLite store. Each answer must be 2xx or 4xx (never 5xx), a 4xx
+``bot.web.app.create_app`` with a SQLite store. Each answer must be 2xx or 4xx (never 5xx), a 4xx
 carries a reason, and the store holds exactly the accepted message or nothing new.
 """
 from __future__ import annotations
@@ -21,12 +21,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from bot.app import STORE_KEY, create_app
+from bot.web.app import STORE_KEY, create_app
 from bot.config import load_config
 from bot.store.models import ChannelIdentity, Conversation, Customer, Message
 from connectors.signing import SIGNATURE_HEADER, sign
 from connectors.telegram import SECRET_HEADER
-from tests.connectors.fake_telegram import TOKEN, FakeTelegram
+from bot.testing.fake_telegram import TOKEN, FakeTelegram
 
 HOOK_SECRET = "fuzz-hook-secret"
 TG_SECRET = "fuzz-tg-secret_0123456789"

@@ -19,16 +19,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
 from bot import cli
-from bot.app import CONNECTORS_KEY, STORE_KEY, create_app
+from bot.web.app import CONNECTORS_KEY, STORE_KEY, create_app
 from bot.config import load_config
-from bot.dispatcher import Dispatcher, claim_due
-from bot.outbox import enqueue
+from bot.pipeline.dispatcher import Dispatcher, claim_due
+from bot.pipeline.outbox import enqueue
 from bot.store.database import Store
 from bot.store.models import ChannelIdentity, Conversation, Customer, Message, OutboxItem, OutboxStatus, utcnow
 from connectors.base import ConnectorError
 from connectors.registry import connector_class
 from connectors.telegram import SECRET_HEADER, TelegramConnector, split_text
-from tests.connectors.fake_telegram import TOKEN, FakeTelegram
+from bot.testing.fake_telegram import TOKEN, FakeTelegram
 
 SECRET = "tg-webhook-secret_0123456789"
 TYPE = "connectors.telegram.TelegramConnector"  # until the entry point is registered

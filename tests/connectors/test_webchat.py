@@ -1,7 +1,7 @@
 """The web chat connector inside the real service app, served over loopback HTTP.
 
 The page, the JSON API and the event stream are exercised through aiohttp's test client with
-a cookie jar, like a browser; outbound messages go the real way: ``bot.outbox.enqueue`` in the
+a cookie jar, like a browser; outbound messages go the real way: ``bot.pipeline.outbox.enqueue`` in the
 store, then the real ``Dispatcher`` calls the connector's ``send``.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
-from bot.app import CONNECTORS_KEY, DISPATCHER_KEY, STORE_KEY, create_app
+from bot.web.app import CONNECTORS_KEY, DISPATCHER_KEY, STORE_KEY, create_app
 from bot.config import load_config
-from bot.dispatcher import claim_due
-from bot.outbox import enqueue
+from bot.pipeline.dispatcher import claim_due
+from bot.pipeline.outbox import enqueue
 from bot.store.models import ChannelIdentity, Conversation, Direction, Message, OutboxItem, OutboxStatus
 from connectors.base import ConnectorError, DeliveryError
 from connectors.registry import connector_class

@@ -26,10 +26,10 @@ import yaml
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from bot.app import STORE_KEY, create_app
-from bot.auth import create_user
+from bot.web.app import STORE_KEY, create_app
+from bot.web.auth import create_user
 from bot.config import load_config
-from bot.report_charts import CURRENT, PREVIOUS
+from bot.reporting.charts import CURRENT, PREVIOUS
 from bot.store.models import Role
 from tests.bot.report_support import seed_contacts
 

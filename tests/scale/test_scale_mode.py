@@ -21,9 +21,9 @@ import yaml
 from aiohttp import web
 from sqlalchemy import create_engine, func, select, text
 
-from bot.benchmarks.fake_platform import FakePlatform, inbound, signed
-from bot.rasa_client import RasaReplicas
-from bot.rasa_stack import PROJECT
+from bot.testing.fake_platform import FakePlatform, inbound, signed
+from bot.pipeline.rasa_client import RasaReplicas
+from bot.rasa.stack import PROJECT
 from bot.store.models import InboundStatus, Message, OutboxItem, OutboxStatus
 from tests.scale.topology import ScaleTopology, wait_until
 

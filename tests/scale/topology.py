@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from bot.rasa_stack import PROJECT, RasaStack, free_port, wait_for
+from bot.rasa.stack import PROJECT, RasaStack, free_port, wait_for
 
 REDIS_URL = os.environ.get("WEBCARE_TEST_REDIS", "redis://127.0.0.1:6379/1")
 RABBITMQ_HOST = os.environ.get("WEBCARE_TEST_RABBITMQ_HOST", "127.0.0.1")

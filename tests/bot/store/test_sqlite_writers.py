@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.pool import QueuePool
 
-from bot.intake import Intake
+from bot.pipeline.intake import Intake
 from bot.store.database import Store, ping
 from bot.store.models import Customer, Message
 from connectors.base import InboundMessage

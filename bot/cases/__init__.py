@@ -1,0 +1,1 @@
+"""Cases: escalations to a human with the whole context, root causes, CRM enrichment."""

@@ -1,0 +1,1 @@
+"""Customers: identity linking, identification, contacts, opt-ins, CRM adapters."""

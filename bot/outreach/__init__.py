@@ -1,0 +1,1 @@
+"""Known issues and the fix announcements (broadcasts) to everyone they affected."""

@@ -1,0 +1,1 @@
+"""The message path: intake → worker → Rasa → drafting policy → outbox → dispatcher."""

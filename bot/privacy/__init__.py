@@ -1,0 +1,1 @@
+"""GDPR: export and erasure of everything webcare holds about one customer."""

@@ -1,0 +1,1 @@
+"""What runs inside or starts the Rasa server: webcare's channel, training, the stack."""

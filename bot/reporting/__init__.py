@@ -1,0 +1,1 @@
+"""Recurring-issue reports, the weekly digest, its charts and its sinks."""

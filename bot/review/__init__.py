@@ -1,0 +1,1 @@
+"""Agents' decisions on drafts, and their corrections as training data."""

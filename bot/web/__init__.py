@@ -1,0 +1,1 @@
+"""The aiohttp layer: app factory, keys, middleware, health, JSON API, console."""

@@ -1,0 +1,189 @@
+"""The console's JSON API (``/api/...``); documented in ``docs/api.md``.
+
+Same session cookie as the console; writes need the ``X-CSRF-Token`` header (see
+:mod:`bot.web.auth`). Every response is JSON; errors are ``{"error": code, "reason": ...}``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from aiohttp import web
+
+from bot.web import auth
+from bot.review import decisions as drafts
+from bot.web.auth import public, require_role
+from bot.errors import BadRequest, NotFound
+from bot.store.models import Role, utcnow
+
+DRAFT_ROLES = (Role.agent, Role.admin)
+
+
+def _store(request: web.Request) -> Any:
+    from bot.web.app import STORE_KEY
+
+    return request.app[STORE_KEY]
+
+
+def _cases(request: web.Request) -> Any:
+    from bot.web.app import CASES_KEY
+
+    return request.app[CASES_KEY]
+
+
+def _woken(request: web.Request) -> None:
+    """Deliver what a decision queued (outbox, tracker events) now."""
+    from bot.web.app import DISPATCHER_KEY, TRACKER_SYNC_KEY
+
+    request.app[DISPATCHER_KEY].wake()
+    request.app[TRACKER_SYNC_KEY].wake()
+
+
+def _config(request: web.Request) -> Any:
+    from bot.web.app import CONFIG_KEY
+
+    return request.app[CONFIG_KEY]
+
+
+async def read_json(request: web.Request, *, required: bool = True) -> Dict[str, Any]:
+    """The request's JSON object; 400 with a reason when malformed. Empty + optional → {}."""
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise BadRequest("the request body must be a JSON object")
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _draft_id(request: web.Request) -> int:
+    value = request.match_info["id"]
+    if not value.isdigit():
+        raise NotFound(f"no draft {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- session
+
+
+@public
+async def api_login(request: web.Request) -> web.Response:
+    """``{"username", "password"}`` → session cookie + ``csrf_token``."""
+    if request.content_type != "application/json":
+        raise BadRequest("send the credentials as JSON with Content-Type: application/json")
+    body = await read_json(request)
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not username.strip():
+        raise BadRequest("missing field 'username' (a string)")
+    if not isinstance(password, str) or not password:
+        raise BadRequest("missing field 'password' (a string)")
+    outcome = await _store(request).run(
+        auth.login, username, password, session_hours=_config(request).console.session_hours,
+        replaces=request.cookies.get(auth.SESSION_COOKIE),
+    )
+    if outcome.error is not None:
+        raise outcome.error
+    user = outcome.user
+    response = web.json_response({"user": user.public(), "role": user.role.value,
+                                  "csrf_token": user.csrf_token, "expires_at": user.expires_at.isoformat()})
+    auth.set_session_cookie(request, response, outcome.token)
+    return response
+
+
+@require_role()
+async def api_logout(request: web.Request) -> web.Response:
+    token = request.cookies.get(auth.SESSION_COOKIE)
+    if token:
+        await _store(request).run(auth.logout, token)
+    response = web.json_response({"ok": True})
+    auth.clear_session_cookie(request, response)
+    return response
+
+
+@require_role()
+async def api_me(request: web.Request) -> web.Response:
+    user = request[auth.USER_KEY]
+    return web.json_response({"user": user.public(), "role": user.role.value, "csrf_token": user.csrf_token,
+                              "expires_at": user.expires_at.isoformat()})
+
+
+# --------------------------------------------------------------------------- drafts
+
+
+@require_role(*DRAFT_ROLES)
+async def list_drafts(request: web.Request) -> web.Response:
+    queue = await _store(request).run(drafts.pending_queue)
+    return web.json_response({"now": utcnow().isoformat(), "sla_seconds": _config(request).console.sla_seconds,
+                              "count": len(queue), "drafts": queue})
+
+
+@require_role(*DRAFT_ROLES)
+async def get_draft(request: web.Request) -> web.Response:
+    detail = await _store(request).run(drafts.draft_detail, _draft_id(request))
+    return web.json_response({"now": utcnow().isoformat(), "draft": detail})
+
+
+@require_role(*DRAFT_ROLES)
+async def approve(request: web.Request) -> web.Response:
+    await read_json(request, required=False)  # a body is optional, but must be valid if sent
+    result = await _store(request).run(drafts.approve, _draft_id(request), request[auth.USER_KEY])
+    return web.json_response(result)
+
+
+@require_role(*DRAFT_ROLES)
+async def edit(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if "text" not in body:
+        raise BadRequest("missing field 'text'")
+    result = await _store(request).run(drafts.edit, _draft_id(request), request[auth.USER_KEY],
+                                       body["text"], body.get("intent"))
+    return web.json_response(result)
+
+
+@require_role(*DRAFT_ROLES)
+async def pick(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if "index" not in body:
+        raise BadRequest("missing field 'index' (0 for the first alternative)")
+    result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], body["index"])
+    return web.json_response(result)
+
+
+@require_role(*DRAFT_ROLES)
+async def reject(request: web.Request) -> web.Response:
+    body = await read_json(request, required=False)
+    result = await _store(request).run(drafts.reject, _draft_id(request), request[auth.USER_KEY],
+                                       body.get("reason"), _cases(request))
+    from bot.web.app import case_opened
+
+    case_opened(request.app, result["case_id"])  # its CRM profile and slots
+    _woken(request)
+    return web.json_response(result)
+
+
+def setup_api(app: web.Application) -> None:
+    """Register the JSON API and the auth middleware."""
+    auth.setup_auth(app)
+    router = app.router
+    router.add_post("/api/login", api_login, name="api_login")
+    router.add_post("/api/logout", api_logout, name="api_logout")
+    router.add_get("/api/me", api_me, name="api_me")
+    router.add_get("/api/drafts", list_drafts, name="api_drafts")
+    router.add_get("/api/drafts/{id}", get_draft, name="api_draft")
+    router.add_post("/api/drafts/{id}/approve", approve, name="api_draft_approve")
+    router.add_post("/api/drafts/{id}/edit", edit, name="api_draft_edit")
+    router.add_post("/api/drafts/{id}/pick", pick, name="api_draft_pick")
+    router.add_post("/api/drafts/{id}/reject", reject, name="api_draft_reject")
+    from bot.web.api.cases import setup_case_api
+
+    setup_case_api(app)
+    from bot.web.api.known_issues import setup_known_issue_api
+
+    setup_known_issue_api(app)

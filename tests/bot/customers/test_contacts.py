@@ -1,0 +1,205 @@
+"""Contacts (episodes with a root cause), repeat flags, CSAT once per contact, service commands."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.cases import escalation as cases
+from bot.web.auth import create_user
+from bot.cases.escalation import CaseSettings, default_settings, open_case
+from bot.config import DEFAULTS
+from bot.customers.contacts import close_idle, idle_conversations, record_comment
+from bot.pipeline.drafting_policy import DraftingPolicy
+from bot.pipeline.intake import store_inbound
+from bot.opening_hours import WEEKDAYS, OpeningHours
+from bot.pipeline.rasa_client import RasaReply
+from bot.pipeline.service_commands import ServiceCommand, button_payload, carry_out, parse_command
+from bot.store.database import Store
+from bot.store.models import Contact, Conversation, Message, OptIn, OutboxItem, utcnow
+from bot.pipeline.worker import apply_reply, claim_conversations, next_job
+from connectors.base import InboundMessage
+
+POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
+SETTINGS = CaseSettings(default_settings().taxonomy,
+                        OpeningHours.from_config({"timezone": "UTC", **{d: "closed" for d in WEEKDAYS}}))
+TAXONOMY = SETTINGS.taxonomy
+LATER = dt.timedelta(minutes=31)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path}/t.db")
+    yield store
+    store.close()
+
+
+def receive(store: Store, message_id: str, text: str = "mijn rekening is te hoog", sender: str = "42",
+            kind: str = "text") -> Any:
+    return store.transaction(store_inbound, InboundMessage(
+        channel="hook", channel_message_id=message_id, sender_id=sender, text=text, kind=kind))
+
+
+def job_for(store: Store, conversation_id: int) -> Any:
+    store.transaction(claim_conversations, "w", 10)
+    job = store.transaction(next_job, conversation_id, "w")
+    assert job is not None
+    return job
+
+
+def answer(store: Store, conversation_id: int, intent: str = "bill_too_high", confidence: float = 0.95) -> Any:
+    job = job_for(store, conversation_id)
+    parse = {"text": job.text, "intent": {"name": intent, "confidence": confidence},
+             "intent_ranking": [{"name": intent, "confidence": confidence}], "entities": [],
+             "language": {"name": "nl"}}
+    return store.transaction(apply_reply, job, RasaReply([{"text": "Antwoord."}], parse, []), POLICY, "w", SETTINGS)
+
+
+def all_of(store: Store, model: Any) -> List[Any]:
+    return store.transaction(lambda s: s.execute(select(model).order_by(model.id)).scalars().all())
+
+
+def sweep(store: Store, now: dt.datetime) -> List[int]:
+    made = []
+    for conversation_id in store.transaction(idle_conversations, 30, now):
+        contact_id = store.transaction(close_idle, conversation_id, TAXONOMY, 30, True, now)
+        if contact_id is not None:
+            made.append(contact_id)
+    return made
+
+
+def command(store: Store, conversation_id: int, message_id: str, payload: str, sender: str = "42") -> bool:
+    receive(store, message_id, text=payload, kind="button", sender=sender)
+    job = job_for(store, conversation_id)
+    parsed = parse_command(job.kind, job.text)
+    assert parsed is not None
+    queued = store.transaction(carry_out, job, parsed)
+    store.transaction(lambda s: s.execute(update(Conversation).values(lease_owner=None, lease_until=None)))
+    return queued
+
+
+def test_service_commands_are_parsed_from_the_message_alone() -> None:
+    assert parse_command("button", button_payload("csat", contact=3, score=5)) == ServiceCommand(
+        "csat", {"contact": 3, "score": 5})
+    assert parse_command("text", "  Stoppen! ") == ServiceCommand("stop")
+    assert parse_command("text", "STOP") == ServiceCommand("stop")
+    assert parse_command("text", "stop met dat gedoe, mijn rekening klopt niet") is None
+    assert parse_command("button", "/affirm") is None
+    assert parse_command("text", "/webcare_csat{not json").name == "invalid"
+    assert parse_command("text", "/webcare_csat[1]").name == "invalid"
+
+
+def test_an_idle_bot_episode_becomes_one_contact_and_asks_for_a_rating_once(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    receive(store, "m2", text="dank je")
+    answer(store, first.conversation_id, intent="thank")
+    assert sweep(store, utcnow() + dt.timedelta(minutes=5)) == []  # not idle yet
+    [contact_id] = sweep(store, utcnow() + LATER)
+    contact = store.transaction(lambda s: s.get(Contact, contact_id))
+    assert (contact.root_cause, contact.root_cause_source, contact.handled_by) == ("billing_amount", "bot", "bot")
+    assert contact.customer_messages == 2 and contact.first_response_seconds >= 0
+    assert contact.handling_seconds >= contact.first_response_seconds and contact.csat_asked_at is not None
+    [csat] = [o for o in all_of(store, OutboxItem) if o.idempotency_key.startswith("csat:")]
+    assert csat.idempotency_key == f"csat:{contact_id}"
+    assert [b["payload"] for b in csat.payload["buttons"]] == [
+        button_payload("csat", contact=contact_id, score=n) for n in range(1, 6)]
+    assert sweep(store, utcnow() + LATER) == []  # nothing new: no second contact, no second question
+
+
+def test_a_conversation_still_being_answered_or_held_by_a_human_is_left_alone(store: Store) -> None:
+    first = receive(store, "m1")
+    assert sweep(store, utcnow() + LATER) == []  # the message is still unanswered
+    answer(store, first.conversation_id)
+    store.transaction(open_case, first.conversation_id, "request_human", SETTINGS)
+    assert sweep(store, utcnow() + LATER) == []  # a human holds it: the case close ends it
+
+
+def test_closing_a_case_ends_the_contact_with_the_agents_root_cause(store: Store) -> None:
+    agent = store.transaction(lambda s: create_user(s, "anna", "correct horse battery", "agent"))
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    case, _ = store.transaction(open_case, first.conversation_id, "complaint", SETTINGS)
+    store.transaction(cases.reply, case.id, agent, "Ik kijk ernaar.")
+    store.transaction(cases.close, case.id, agent, "meter_reading", "Meterstand gecorrigeerd.", SETTINGS)
+    [contact] = all_of(store, Contact)
+    assert (contact.root_cause, contact.root_cause_source, contact.handled_by, contact.case_id) == (
+        "meter_reading", "agent", "human", case.id)
+    assert contact.csat_asked_at is not None
+
+
+def test_repeat_contacts_within_seven_days_flag_the_first(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    [one] = sweep(store, utcnow() + LATER)
+    receive(store, "m2", text="mijn rekening is nog steeds te hoog")
+    answer(store, first.conversation_id)
+    [two] = sweep(store, utcnow() + 2 * LATER)
+    contacts = {c.id: c for c in all_of(store, Contact)}
+    assert contacts[one].repeated is True and contacts[two].repeat_of_id == one
+    assert contacts[two].repeated is False
+
+    # a different root cause, or more than 7 days later, is not a repeat
+    def age(session: Any) -> None:
+        session.execute(update(Contact).where(Contact.id.in_([one, two]))
+                        .values(started_at=utcnow() - dt.timedelta(days=9), ended_at=utcnow() - dt.timedelta(days=9)))
+    store.transaction(age)
+    receive(store, "m3", text="weer die rekening")
+    answer(store, first.conversation_id)
+    [three] = sweep(store, utcnow() + 3 * LATER)
+    assert store.transaction(lambda s: s.get(Contact, three)).repeat_of_id is None
+
+
+def test_a_rating_is_stored_once_and_the_next_message_is_its_comment(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    [contact_id] = sweep(store, utcnow() + LATER)
+    assert command(store, first.conversation_id, "r1", button_payload("csat", contact=contact_id, score=4))
+    assert not command(store, first.conversation_id, "r2", button_payload("csat", contact=contact_id, score=1))
+    contact = store.transaction(lambda s: s.get(Contact, contact_id))
+    assert contact.csat_score == 4 and contact.csat_answered_at is not None
+    thanks = [o for o in all_of(store, OutboxItem) if o.idempotency_key == f"csat:{contact_id}:thanks"]
+    assert len(thanks) == 1
+    # the rating buttons never reached Rasa: their messages are processed by the service
+    buttons = [m for m in all_of(store, Message) if m.channel_message_id in ("r1", "r2")]
+    assert all(m.status == "processed" and m.nlu["service_command"] for m in buttons)
+
+    receive(store, "c1", text="Snel geholpen, top!")
+    job = job_for(store, first.conversation_id)
+    assert job.csat_comment_open is True
+    assert store.transaction(record_comment, job) is True
+    assert store.transaction(lambda s: s.get(Contact, contact_id)).csat_comment == "Snel geholpen, top!"
+    assert store.transaction(lambda s: s.get(Conversation, first.conversation_id)).csat_contact_id is None
+
+
+def test_forged_or_malformed_ratings_change_nothing(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    [contact_id] = sweep(store, utcnow() + LATER)
+    other = receive(store, "x1", sender="77")
+    for index, payload in enumerate([button_payload("csat", contact=contact_id, score=9),
+                                     button_payload("csat", contact="1", score=3),
+                                     button_payload("csat", contact=contact_id + 100, score=3),
+                                     "/webcare_nonsense{}"]):
+        assert not command(store, first.conversation_id, f"f{index}", payload)
+    # another customer's conversation cannot rate this contact
+    answer(store, other.conversation_id)
+    assert not command(store, other.conversation_id, "f9", button_payload("csat", contact=contact_id, score=1),
+                       sender="77")
+    assert store.transaction(lambda s: s.get(Contact, contact_id)).csat_score is None
+
+
+def test_after_stop_no_rating_is_asked(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    receive(store, "m2", text="stoppen")
+    job = job_for(store, first.conversation_id)
+    assert store.transaction(carry_out, job, parse_command(job.kind, job.text))
+    assert store.transaction(lambda s: s.execute(select(OptIn.proactive)).scalar_one()) is False
+    [contact_id] = sweep(store, utcnow() + LATER)
+    assert store.transaction(lambda s: s.get(Contact, contact_id)).csat_asked_at is None
+    keys = [o.idempotency_key for o in all_of(store, OutboxItem)]
+    assert not any(k.startswith("csat:") for k in keys) and any(k.startswith("stop:") for k in keys)
