@@ -23,7 +23,6 @@ import asyncio
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from bot import processes
 from bot.testing.fake_platform import SignedCallbackServer
 from bot.rasa.stack import PROJECT, free_port
 
@@ -123,7 +123,8 @@ def _seed(database_url: str, recipients: int) -> int:
 
 
 class Service:
-    """The real webcare service as a subprocess (``python -m bot service``)."""
+    """The real webcare service as a subprocess (``python -m bot service``), started with
+    :func:`bot.processes.spawn`: it never outlives the benchmark."""
 
     def __init__(self, config_path: Path, port: int, log_path: Path, secret: str = SECRET) -> None:
         self.config_path = config_path
@@ -140,10 +141,12 @@ class Service:
         env = {**os.environ, "WEBCARE_BENCH_SECRET": self.secret}
         env.pop("WEBCARE_DATABASE_URL", None)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--config", str(self.config_path), "service"],
-            cwd=str(PROJECT), env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        try:
+            self.process = processes.spawn(
+                [sys.executable, "-m", "bot", "--config", str(self.config_path), "service"],
+                cwd=str(PROJECT), env=env, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while time.monotonic() < deadline:
@@ -161,17 +164,13 @@ class Service:
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no last commit (what a crash or an OOM kill does)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            processes.kill(self.process)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(3)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        """SIGTERM; SIGKILL after 3 s."""
+        if self.process is not None:
+            processes.stop(self.process, timeout=3)
 
 
 async def _resolve(http: aiohttp.ClientSession, service: Service, issue_id: int) -> Dict[str, Any]:
@@ -282,5 +281,6 @@ def run_broadcast_bench(recipients: int, rate: int = 30, kill_after: Optional[fl
 
     for noisy in ("aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="webcare-bench-broadcast-") as tmp:
+    with processes.sigterm_exits("the broadcast benchmark"), \
+            tempfile.TemporaryDirectory(prefix="webcare-bench-broadcast-") as tmp:
         return asyncio.run(_run(recipients, rate, kill_after, Path(tmp), database_url))

@@ -39,6 +39,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from bot import processes
 from bot.bench.broadcast import Service
 from bot.testing.fake_platform import SignedCallbackServer, inbound
 from bot.bench.pipeline import percentile
@@ -328,7 +329,8 @@ def run_load_bench(rate: float, seconds: float, drain_seconds: Optional[float] =
 
     for noisy in ("aiohttp.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="webcare-bench-load-") as tmp:
+    with processes.sigterm_exits("the load benchmark"), \
+            tempfile.TemporaryDirectory(prefix="webcare-bench-load-") as tmp:
         workdir = Path(tmp)
         if rasa_url:
             return asyncio.run(_run(rate, seconds, drain, connections, workdir, database_url, rasa_url))

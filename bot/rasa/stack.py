@@ -1,11 +1,12 @@
 """Start a Rasa server (with webcare's channel) and an action server on free loopback ports.
 
 Used by the benchmarks and the tests; ``webcare run`` has its own supervisor (bot.launcher).
+Both go through :func:`bot.processes.spawn`: the servers (and the workers they start) never
+outlive the process that started them, even when it is killed.
 """
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
+from bot import processes
 from bot.rasa.training import rasa_executable as rasa_bin
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -87,10 +89,13 @@ class RasaStack:
             self.endpoints = self.workdir / "endpoints.yml"
             self.endpoints.write_text(f'action_endpoint:\n  url: "{self.actions_url}/webhook"\n')
         log = open(self.workdir / "rasa.log", "ab")
-        actions = subprocess.Popen(
-            [rasa_bin(), "run", "actions", "--port", str(self.actions_port), "--actions", "actions"],
-            cwd=PROJECT, env=self._env(), stdout=log, stderr=log, start_new_session=True,
-        )
+        try:
+            actions = processes.spawn(
+                [rasa_bin(), "run", "actions", "--port", str(self.actions_port), "--actions", "actions"],
+                cwd=PROJECT, env=self._env(), stdout=log, stderr=log,
+            )
+        finally:
+            log.close()  # the child has its own copy
         self.processes.append(actions)
         self.start_rasa()
         wait_for(f"{self.actions_url}/health", 120, actions)
@@ -102,12 +107,15 @@ class RasaStack:
         for number in numbers:
             port = self.rasa_ports[number]
             log = open(self.workdir / (f"rasa-{number + 1}.log" if number else "rasa.log"), "ab")
-            server = subprocess.Popen(
-                [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(port),
-                 "--model", str(self.model or latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
-                 "--endpoints", str(self.endpoints)],
-                cwd=PROJECT, env=self._env(), stdout=log, stderr=log, start_new_session=True,
-            )
+            try:
+                server = processes.spawn(
+                    [rasa_bin(), "run", "--enable-api", "--interface", "127.0.0.1", "--port", str(port),
+                     "--model", str(self.model or latest_model()), "--credentials", str(PROJECT / "credentials.yml"),
+                     "--endpoints", str(self.endpoints)],
+                    cwd=PROJECT, env=self._env(), stdout=log, stderr=log,
+                )
+            finally:
+                log.close()
             self.processes.append(server)
             self.servers[number] = server
             started.append((server, self.urls[number]))
@@ -126,20 +134,18 @@ class RasaStack:
                 del self.servers[number]
 
     def stop(self) -> None:
+        """Stop every server: SIGTERM to all of them at once, SIGKILL what is left after 20 s."""
         for process in self.processes:
-            _terminate(process)
+            processes.terminate(process)
+        for process in self.processes:
+            processes.reap(process, timeout=20)
         self.processes.clear()
         self.servers.clear()
 
 
 def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """SIGTERM the server's process group; SIGKILL what is left after 20 s."""
+    processes.stop(process, timeout=20)
 
 
 @contextmanager
