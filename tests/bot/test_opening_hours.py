@@ -1,4 +1,5 @@
-"""Opening hours: validation, open/closed around the clock and around DST, the summary line."""
+"""Opening hours: validation, open/closed around the clock and around DST, the summary line,
+exceptions (dates, public holidays) and which day a customer asks about."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,12 +7,18 @@ from typing import Dict
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from bot.opening_hours import (
     DEFAULT_OPENING_HOURS,
+    HOLIDAYS,
+    DayHours,
     OpeningHours,
     OpeningHoursError,
+    date_label,
     day_label,
+    easter_sunday,
+    requested_days,
 )
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -272,3 +279,247 @@ def test_day_label(moment: dt.datetime, language: str, label: str) -> None:
 def test_day_label_compares_local_dates() -> None:
     # 23:30 UTC on Sunday is already Monday 00:30 in Amsterdam: Monday 08:00 is "today".
     assert day_label(local(2026, 11, 30, 8, 0), utc(2026, 11, 29, 23, 30), "en") == "today"
+
+
+# --- exceptions: dates and public holidays -------------------------------------------------
+
+HOLIDAY_CONFIG = """
+timezone: Europe/Amsterdam
+monday: "08:00-20:00"
+tuesday: "08:00-20:00"
+wednesday: "08:00-20:00"
+thursday: "08:00-20:00"
+friday: "08:00-20:00"
+saturday: "09:00-17:00"
+sunday: closed
+exceptions:
+  2026-12-24: "08:00-16:00"          # YAML makes this a date
+  "2026-12-31": {hours: "08:00-12:00", name: {nl: Oudejaarsmiddag, en: New Year's Eve afternoon}}
+  "2026-06-12": {hours: closed, name: Teamdag}
+  koningsdag: closed
+  Eerste Kerstdag: closed
+  tweede-kerstdag: closed
+"""
+
+
+@pytest.fixture
+def holidays() -> OpeningHours:
+    return OpeningHours.from_config(yaml.safe_load(HOLIDAY_CONFIG))
+
+
+@pytest.mark.parametrize(
+    "year, easter",
+    [(2024, dt.date(2024, 3, 31)), (2025, dt.date(2025, 4, 20)), (2026, dt.date(2026, 4, 5)),
+     (2027, dt.date(2027, 3, 28)), (2038, dt.date(2038, 4, 25)), (2285, dt.date(2285, 3, 22))],
+)
+def test_easter_sunday(year: int, easter: dt.date) -> None:
+    assert easter_sunday(year) == easter
+
+
+@pytest.mark.parametrize(
+    "key, year, date",
+    [
+        ("koningsdag", 2026, dt.date(2026, 4, 27)),  # a Monday
+        ("koningsdag", 2025, dt.date(2025, 4, 26)),  # the 27th is a Sunday: Saturday the 26th
+        ("koningsdag", 2031, dt.date(2031, 4, 26)),
+        ("tweede_paasdag", 2026, dt.date(2026, 4, 6)),
+        ("goede_vrijdag", 2026, dt.date(2026, 4, 3)),
+        ("hemelvaartsdag", 2026, dt.date(2026, 5, 14)),
+        ("tweede_pinksterdag", 2026, dt.date(2026, 5, 25)),
+        ("eerste_kerstdag", 2026, dt.date(2026, 12, 25)),
+        ("nieuwjaarsdag", 2027, dt.date(2027, 1, 1)),
+    ],
+)
+def test_holiday_dates(key: str, year: int, date: dt.date) -> None:
+    assert HOLIDAYS[key].date_in(year) == date
+
+
+def test_exceptions_parse_with_names(holidays: OpeningHours) -> None:
+    christmas_eve = holidays.hours_on(dt.date(2026, 12, 24))
+    assert christmas_eve.span == (dt.time(8), dt.time(16))
+    assert christmas_eve.exception is not None and christmas_eve.exception.key == "2026-12-24"
+    assert christmas_eve.name("nl") is None  # a date without a name
+    new_years_eve = holidays.hours_on(dt.date(2026, 12, 31))
+    assert new_years_eve.span == (dt.time(8), dt.time(12))
+    assert (new_years_eve.name("nl"), new_years_eve.name("en")) == ("Oudejaarsmiddag", "New Year's Eve afternoon")
+    team_day = holidays.hours_on(dt.date(2026, 6, 12))
+    assert team_day.span is None and team_day.name("en") == team_day.name("nl") == "Teamdag"
+    for day, nl, en in ((dt.date(2026, 12, 25), "Eerste Kerstdag", "Christmas Day"),
+                        (dt.date(2027, 12, 26), "Tweede Kerstdag", "Boxing Day"),
+                        (dt.date(2025, 4, 26), "Koningsdag", "King's Day")):
+        hours = holidays.hours_on(day)
+        assert hours.span is None, day
+        assert (hours.name("nl"), hours.name("en"), hours.name("de")) == (nl, en, en)
+    ordinary = holidays.hours_on(dt.date(2026, 12, 23))
+    assert ordinary == DayHours(dt.date(2026, 12, 23), (dt.time(8), dt.time(20)))
+    assert ordinary.name("nl") is None
+    # a holiday on a Sunday is closed anyway; on a Saturday it closes the Saturday
+    assert holidays.hours_on(dt.date(2025, 4, 26)).span is None
+    assert holidays.hours_on(dt.date(2025, 4, 19)).span == (dt.time(9), dt.time(17))
+
+
+def test_no_exceptions_and_empty_exceptions_are_the_same() -> None:
+    plain = OpeningHours.from_config(DEFAULT_OPENING_HOURS)
+    assert plain.exceptions == ()
+    assert OpeningHours.from_config({**DEFAULT_OPENING_HOURS, "exceptions": None}) == plain
+    assert OpeningHours.from_config({**DEFAULT_OPENING_HOURS, "exceptions": {}}) == plain
+
+
+def test_is_open_closes_at_and_next_opening_follow_the_exceptions(holidays: OpeningHours) -> None:
+    # Thursday 24 December 2026: closes at 16:00 instead of 20:00.
+    assert holidays.closes_at(local(2026, 12, 24, 10, 0)) == local(2026, 12, 24, 16, 0)
+    assert not holidays.is_open(local(2026, 12, 24, 16, 0))
+    # Christmas (Friday) and Boxing Day (Saturday) closed, Sunday closed: Monday 28th at 08:00.
+    assert holidays.next_opening(local(2026, 12, 24, 16, 0)) == local(2026, 12, 28, 8, 0)
+    assert not holidays.is_open(local(2026, 12, 25, 12, 0))
+    assert not holidays.is_open(local(2026, 12, 26, 12, 0))
+    # Koningsdag 2026 is Monday 27 April: Sunday evening's next opening is Tuesday.
+    assert holidays.next_opening(local(2026, 4, 26, 20, 0)) == local(2026, 4, 28, 8, 0)
+    assert holidays.next_opening(utc(2026, 4, 27, 6, 0)) == local(2026, 4, 28, 8, 0)
+    # it recurs: in 2025 the 27th is a Sunday, so Saturday the 26th is closed, the 19th is not
+    assert not holidays.is_open(local(2025, 4, 26, 12, 0))
+    assert holidays.is_open(local(2025, 4, 19, 12, 0))
+    # the plain weekly hours are untouched by a date that is not an exception
+    assert holidays.closes_at(local(2026, 12, 23, 10, 0)) == local(2026, 12, 23, 20, 0)
+
+
+def test_an_exception_can_open_a_closed_day() -> None:
+    hours = OpeningHours.from_config({**DEFAULT_OPENING_HOURS, "exceptions": {"2026-11-29": "12:00-16:00"}})
+    saturday_evening = local(2026, 11, 28, 18, 0)
+    assert hours.next_opening(saturday_evening) == local(2026, 11, 29, 12, 0)  # a Sunday
+    assert hours.closes_at(local(2026, 11, 29, 13, 0)) == local(2026, 11, 29, 16, 0)
+
+
+def test_a_dated_exception_beats_the_holiday_and_closed_beats_open_between_holidays() -> None:
+    hours = OpeningHours.from_config({
+        **DEFAULT_OPENING_HOURS,
+        "exceptions": {"koningsdag": "closed", "2027-04-27": "10:00-14:00",
+                       "hemelvaartsdag": "10:00-14:00", "bevrijdingsdag": "closed"},
+    })
+    assert hours.hours_on(dt.date(2027, 4, 27)).span == (dt.time(10), dt.time(14))
+    assert hours.hours_on(dt.date(2026, 4, 27)).span is None
+    # 2016: Easter on 27 March puts Ascension Day on 5 May, Liberation Day: closed wins.
+    both = hours.hours_on(dt.date(2016, 5, 5))
+    assert both.span is None and both.name("nl") == "Bevrijdingsdag"
+
+
+def test_next_opening_looks_past_a_long_closure() -> None:
+    closed_for_weeks = {f"2026-12-{day:02d}": "closed" for day in range(1, 32)}
+    hours = OpeningHours.from_config({**DEFAULT_OPENING_HOURS, "exceptions": closed_for_weeks})
+    assert hours.next_opening(local(2026, 11, 30, 21, 0)) == local(2027, 1, 1, 8, 0)
+
+
+@pytest.mark.parametrize(
+    "exceptions, named",
+    [
+        ({"2026-13-01": "closed"}, "'2026-13-01' is not a valid date"),
+        ({"2026-02-30": "closed"}, "'2026-02-30' is not a valid date"),
+        ({"26-12-2026": "closed"}, "'26-12-2026' is neither a date like '2026-12-25' nor a holiday"),
+        ({"kerst": "closed"}, "'kerst' is neither a date like '2026-12-25' nor a holiday (nieuwjaarsdag,"),
+        ({20261225: "closed"}, "'20261225' is neither a date"),
+        ({dt.datetime(2026, 12, 25, 10, 0): "closed"}, "'2026-12-25 10:00:00' has a time of day"),
+        ({"2026-12-24": "16:00-08:00"}, "opening_hours.exceptions.2026-12-24: '16:00-08:00' closes before it opens"),
+        ({"2026-12-24": "8-16"}, "opening_hours.exceptions.2026-12-24: '8-16' is not like '08:00-20:00' or 'closed'"),
+        ({"koningsdag": "open"}, "opening_hours.exceptions.koningsdag: 'open' is not like"),
+        ({"koningsdag": False}, "opening_hours.exceptions.koningsdag: False is not like"),
+        ({"koningsdag": ["closed"]}, "opening_hours.exceptions.koningsdag: ['closed'] is not like"),
+        ({"koningsdag": {"hours": "closed", "reason": "x"}}, "exceptions.koningsdag: unknown key(s) ['reason']"),
+        ({"koningsdag": {"name": "Koningsdag"}}, "opening_hours.exceptions.koningsdag: 'hours' is missing"),
+        ({"koningsdag": {"hours": "9-17"}}, "opening_hours.exceptions.koningsdag.hours: '9-17' is not like"),
+        ({"koningsdag": {"hours": 8}}, "opening_hours.exceptions.koningsdag.hours: 8 is not like"),
+        ({"2026-06-12": {"hours": "closed", "name": ""}}, "opening_hours.exceptions.2026-06-12.name: '' must be"),
+        ({"2026-06-12": {"hours": "closed", "name": {"fr": "x"}}}, "exceptions.2026-06-12.name: {'fr': 'x'} must be"),
+        ({"koningsdag": "closed", "Koningsdag": "closed"}, "'Koningsdag' is given twice (also as 'koningsdag')"),
+        ({dt.date(2026, 12, 25): "closed", "2026-12-25": "closed"}, "'2026-12-25' is given twice"),
+        ("closed", "opening_hours.exceptions must map dates or holiday names to hours"),
+        (["2026-12-25"], "opening_hours.exceptions must map dates or holiday names to hours"),
+    ],
+)
+def test_bad_exceptions_are_explained(exceptions: object, named: str) -> None:
+    with pytest.raises(OpeningHoursError) as error:
+        OpeningHours.from_config({**DEFAULT_OPENING_HOURS, "exceptions": exceptions})
+    assert named in str(error.value)
+
+
+# --- requested_days: which day a customer asks about -----------------------------------------
+
+THURSDAY = dt.date(2026, 11, 26)
+FRIDAY, SATURDAY, SUNDAY, MONDAY = (THURSDAY + dt.timedelta(days=n) for n in range(1, 5))
+
+
+@pytest.mark.parametrize(
+    "text, days",
+    [
+        # no day: the answer is about right now
+        ("wat zijn jullie openingstijden", ()),
+        ("when are you open?", ()),
+        ("goedemorgen, hoe laat gaan jullie open", ()),  # "goedemorgen" is not "morgen"
+        ("kan ik 's morgens bellen", ()),
+        ("", ()),
+        (None, ()),
+        # Dutch
+        ("zijn jullie vandaag open?", (THURSDAY,)),
+        ("tot hoe laat vanavond?", (THURSDAY,)),
+        ("zijn jullie morgen open", (FRIDAY,)),
+        ("Morgenochtend bereikbaar?", (FRIDAY,)),
+        ("en overmorgen?", (SATURDAY,)),
+        ("zijn jullie zaterdag open", (SATURDAY,)),
+        ("bellen op zondag?", (SUNDAY,)),
+        ("open op maandag", (MONDAY,)),
+        ("donderdag open?", (THURSDAY,)),  # today's weekday: today
+        ("volgende donderdag?", (THURSDAY + dt.timedelta(days=7),)),
+        ("volgende week dinsdag", (dt.date(2026, 12, 1),)),
+        ("zijn jullie dit weekend open?", (SATURDAY, SUNDAY)),
+        ("in het weekend bereikbaar?", (SATURDAY, SUNDAY)),
+        ("zaterdag of zondag?", (SATURDAY, SUNDAY)),
+        # English
+        ("are you open today", (THURSDAY,)),
+        ("what time are you guys open tomorrow?", (FRIDAY,)),
+        ("TOMORROW??", (FRIDAY,)),
+        ("open tmrw?", (FRIDAY,)),
+        ("are you open the day after tomorrow?", (SATURDAY,)),
+        ("are you open on saturday?", (SATURDAY,)),
+        ("do u work on sundays", (SUNDAY,)),
+        ("how late on Monday", (MONDAY,)),
+        ("next thursday?", (THURSDAY + dt.timedelta(days=7),)),
+        ("next week Tuesday", (dt.date(2026, 12, 1),)),
+        ("are you open this weekend?", (SATURDAY, SUNDAY)),
+        ("today or tomorrow?", (THURSDAY, FRIDAY)),
+    ],
+)
+def test_requested_days(text: str, days: tuple) -> None:
+    assert requested_days(text, THURSDAY) == days
+
+
+@pytest.mark.parametrize(
+    "today, text, days",
+    [
+        (SATURDAY, "dit weekend", (SATURDAY, SUNDAY)),
+        (SUNDAY, "this weekend", (SUNDAY,)),  # what is left of it
+        (SATURDAY, "volgend weekend", (SATURDAY + dt.timedelta(days=7), SUNDAY + dt.timedelta(days=7))),
+        (SUNDAY, "next weekend", (SATURDAY + dt.timedelta(days=7), SUNDAY + dt.timedelta(days=7))),
+        (FRIDAY, "next weekend", (SATURDAY, SUNDAY)),
+        (SUNDAY, "morgen", (MONDAY,)),
+        (SATURDAY, "zaterdag", (SATURDAY,)),
+        (SUNDAY, "zaterdag", (SATURDAY + dt.timedelta(days=7),)),
+        (dt.date(2026, 12, 31), "tomorrow", (dt.date(2027, 1, 1),)),
+    ],
+)
+def test_requested_days_from_other_days(today: dt.date, text: str, days: tuple) -> None:
+    assert requested_days(text, today) == days
+
+
+@pytest.mark.parametrize(
+    "day, language, preposition, label",
+    [
+        (THURSDAY, "nl", True, "vandaag"),
+        (FRIDAY, "en", True, "tomorrow"),
+        (SATURDAY, "nl", True, "zaterdag 28 november"),
+        (SATURDAY, "en", True, "on Saturday 28 November"),
+        (SATURDAY, "en", False, "Saturday 28 November"),
+        (SATURDAY, "de", True, "on Saturday 28 November"),
+        (dt.date(2027, 4, 27), "nl", True, "dinsdag 27 april"),
+    ],
+)
+def test_date_label(day: dt.date, language: str, preposition: bool, label: str) -> None:
+    assert date_label(day, THURSDAY, language, preposition) == label
