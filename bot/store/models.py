@@ -76,6 +76,21 @@ class Direction(str, enum.Enum):
     outbound = "out"
 
 
+class Purpose(str, enum.Enum):
+    """What an outbound message is for: only an ``answer`` is a response to the customer.
+
+    Contacts (``bot/customers/contacts.py``) take the first response and the bot / human split
+    from answers only, and ask for a rating only after one; the service's own texts never count.
+    """
+
+    answer = "answer"  # a bot reply sent to the customer, an approved draft, an agent's reply
+    ack = "ack"  # "we received your photo": an agent will answer
+    handover = "handover"  # a colleague takes over (with the expected wait)
+    notice = "notice"  # other service texts: message too long, identification, opt-in, subscriptions
+    csat = "csat"  # the rating question and its thanks
+    broadcast = "broadcast"  # a fix announcement or other proactive message
+
+
 class InboundStatus(str, enum.Enum):
     received = "received"  # committed, waiting for the worker
     processed = "processed"  # answered, drafted or routed to an agent
@@ -215,6 +230,9 @@ class Message(Base):
     nlu: Mapped[Optional[Dict[str, Any]]] = Column(JSON)
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
     processed_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    # Outbound only (NULL for inbound): what the message is for; NULL outbound rows (logged by a
+    # channel itself, see connectors/webchat.py) count as answers.
+    purpose: Mapped[Optional[Purpose]] = Column(_enum(Purpose))
 
 
 class Draft(Base):

@@ -13,14 +13,18 @@ from bot.web.auth import create_user
 from bot.cases.escalation import CaseSettings, default_settings, open_case
 from bot.config import DEFAULTS
 from bot.customers.contacts import close_idle, idle_conversations, record_comment
+from bot.customers.identification import record_identification
+from bot.review import decisions
 from bot.pipeline.drafting_policy import DraftingPolicy
 from bot.pipeline.intake import store_inbound
 from bot.opening_hours import WEEKDAYS, OpeningHours
 from bot.pipeline.rasa_client import RasaReply
-from bot.pipeline.service_commands import ServiceCommand, button_payload, carry_out, parse_command
+from bot.pipeline.service_buttons import ServiceCommand, button_payload, parse_command
+from bot.pipeline.service_commands import carry_out
 from bot.store.database import Store
-from bot.store.models import Contact, Conversation, Message, OptIn, OutboxItem, utcnow
-from bot.pipeline.worker import apply_reply, claim_conversations, next_job
+from bot.store.models import Contact, Conversation, Draft, Message, Mode, OptIn, OutboxItem, Purpose, utcnow
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import apply_reply, next_job, route_attachment
 from connectors.base import InboundMessage
 
 POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
@@ -203,3 +207,85 @@ def test_after_stop_no_rating_is_asked(store: Store) -> None:
     assert store.transaction(lambda s: s.get(Contact, contact_id)).csat_asked_at is None
     keys = [o.idempotency_key for o in all_of(store, OutboxItem)]
     assert not any(k.startswith("csat:") for k in keys) and any(k.startswith("stop:") for k in keys)
+
+
+# ------------------------------------------------------- what waits on us, what is an answer
+
+
+def backdate(store: Store, conversation_id: int, delta: dt.timedelta) -> None:
+    """Move the conversation's messages so far (and its last customer message) ``delta`` back."""
+    def apply(session: Any) -> None:
+        for message in session.execute(select(Message).where(Message.conversation_id == conversation_id)).scalars():
+            message.created_at -= delta
+        conversation = session.get(Conversation, conversation_id)
+        conversation.last_message_at -= delta
+    store.transaction(apply)
+
+
+def csat_keys(store: Store) -> List[str]:
+    return [o.idempotency_key for o in all_of(store, OutboxItem) if o.idempotency_key.startswith("csat:")]
+
+
+def test_a_draft_waiting_for_an_agent_keeps_the_contact_open_and_its_answer_is_the_first_response(
+        store: Store) -> None:
+    agent = store.transaction(lambda s: create_user(s, "anna", "correct horse battery", "agent"))
+    sticker = store.transaction(store_inbound, InboundMessage(
+        channel="hook", channel_message_id="s1", sender_id="42", text="[sticker]", kind="attachment",
+        metadata={"attachment": "sticker"}))
+    assert store.transaction(route_attachment, job_for(store, sticker.conversation_id)) is True
+    [ack] = [m for m in all_of(store, Message) if m.direction.value == "out"]
+    assert Purpose(ack.purpose) == Purpose.ack
+    backdate(store, sticker.conversation_id, dt.timedelta(hours=10))  # it waited overnight
+    assert sweep(store, utcnow()) == [] and sweep(store, utcnow() + dt.timedelta(days=1)) == []
+    assert all_of(store, Contact) == [] and csat_keys(store) == []  # nobody asked to rate an unanswered sticker
+
+    [draft] = all_of(store, Draft)
+    store.transaction(decisions.edit, draft.id, agent, "Leuke sticker! Waarmee kan ik je helpen?")
+    assert sweep(store, utcnow() + dt.timedelta(minutes=5)) == []  # idle counts from the answer
+    [contact_id] = sweep(store, utcnow() + LATER)
+    contact = store.transaction(lambda s: s.get(Contact, contact_id))
+    answer_message = [m for m in all_of(store, Message) if m.sender.startswith("agent:")][0]
+    inbound = store.transaction(lambda s: s.get(Message, sticker.message_id))
+    assert contact.handled_by == "human"
+    assert contact.first_response_seconds == (answer_message.created_at - inbound.created_at).total_seconds()
+    assert contact.first_response_seconds > 10 * 3600 - 60
+    assert csat_keys(store) == [f"csat:{contact_id}"] and contact.csat_asked_at > answer_message.created_at
+
+
+def test_an_open_case_keeps_the_contact_open_whatever_the_mode(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    case, _ = store.transaction(open_case, first.conversation_id, "complaint", SETTINGS)
+    store.transaction(lambda s: s.execute(  # e.g. an operator put the conversation back by hand
+        update(Conversation).where(Conversation.id == first.conversation_id).values(mode=Mode.bot)))
+    assert store.transaction(idle_conversations, 30, utcnow() + LATER) == []
+    assert store.transaction(close_idle, first.conversation_id, TAXONOMY, 30, True, utcnow() + LATER) is None
+    assert all_of(store, Contact) == []
+
+
+def test_service_texts_are_no_answer_and_no_rating_follows_them(store: Store) -> None:
+    """The bot only said "a colleague will link your details later": recorded, no response, no rating."""
+    first = receive(store, "m1", text="mijn klantnummer is 123")
+    job = job_for(store, first.conversation_id)
+    parse = {"text": job.text, "intent": {"name": "identify", "confidence": 0.9}, "intent_ranking": [],
+             "entities": [], "language": {"name": "nl"}}
+    applied = store.transaction(apply_reply, job, RasaReply(
+        [{"custom": {"webcare": {"identify": {"customer_number": "123"}}}}], parse, []), POLICY, "w", SETTINGS)
+    assert applied.identify == {"customer_number": "123"}
+    assert store.transaction(record_identification, first.conversation_id, first.message_id, "hook", "42",
+                             "unavailable", None)
+    [notice] = [m for m in all_of(store, Message) if m.direction.value == "out"]
+    assert Purpose(notice.purpose) == Purpose.notice
+    [contact_id] = sweep(store, utcnow() + LATER)
+    contact = store.transaction(lambda s: s.get(Contact, contact_id))
+    assert (contact.first_response_seconds, contact.handled_by, contact.csat_asked_at) == (None, "bot", None)
+    assert csat_keys(store) == []
+
+
+def test_an_answer_whose_delivery_failed_is_no_answer(store: Store) -> None:
+    first = receive(store, "m1")
+    answer(store, first.conversation_id)
+    store.transaction(lambda s: s.execute(update(Message).where(Message.direction == "out").values(status="failed")))
+    [contact_id] = sweep(store, utcnow() + LATER)
+    contact = store.transaction(lambda s: s.get(Contact, contact_id))
+    assert contact.first_response_seconds is None and contact.csat_asked_at is None and csat_keys(store) == []

@@ -5,15 +5,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Engine
 
 from bot.store.database import Store, make_engine
 from bot.store.migrate import alembic_config, upgrade
-from bot.store.models import Base
+from bot.store.models import Base, ChannelIdentity, Conversation, Customer, Message, OutboxItem, utcnow
 from tests.conftest import fresh_postgres_database
 
 @pytest.fixture
@@ -93,3 +94,52 @@ def test_replicas_starting_together_migrate_once_on_postgresql(pg_engine: Engine
             engine.dispose()
     with pg_engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: str, tmp_path: Path) -> None:
+    """Rows written before 0009: the service's own texts are told apart by their outbox keys."""
+    def run(url: str) -> None:
+        engine = make_engine(url)
+        try:
+            config = alembic_config(url)
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "0008")
+            keys = {"in": None, "reply:1:0": "answer", "draft:3:0": "answer", "case:4:reply:tok:handover": "answer",
+                    "ack:2": "ack", "case:4:handover": "handover", "draft:3:handover": "handover",
+                    "notice:1:too_long": "notice", "identify:1": "notice", "stop:1": "notice",
+                    "opt_in:1": "notice", "subscribe:1:opt_in": "notice", "csat:5": "csat",
+                    "csat:5:thanks": "csat", "broadcast:1:1": "broadcast", "unlogged": "answer"}
+            now = utcnow()
+            with engine.begin() as connection:  # the models' tables without the new column
+                customer = connection.execute(insert(Customer.__table__).values(flags=[], created_at=now)).inserted_primary_key[0]
+                identity = connection.execute(insert(ChannelIdentity.__table__).values(
+                    customer_id=customer, channel="hook", external_id="42", reachable=True,
+                    created_at=now)).inserted_primary_key[0]
+                conversation = connection.execute(insert(Conversation.__table__).values(
+                    customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
+                    created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
+                ids = {}
+                for key in keys:
+                    ids[key] = connection.execute(insert(Message.__table__).values(
+                        conversation_id=conversation, direction="in" if key == "in" else "out", channel="hook",
+                        sender="customer" if key == "in" else "bot", payload={}, attempts=0,
+                        created_at=now)).inserted_primary_key[0]
+                    if key not in ("in", "unlogged"):
+                        connection.execute(insert(OutboxItem.__table__).values(
+                            idempotency_key=key, conversation_id=conversation, message_id=ids[key], channel="hook",
+                            recipient="42", payload={}, source="bot", status="sent", attempts=0,
+                            next_attempt_at=now, created_at=now))
+            upgrade(engine)
+            with engine.connect() as connection:
+                purposes = dict(connection.execute(text("SELECT id, purpose FROM messages")).all())
+            assert {key: purposes[ids[key]] for key in keys} == keys
+        finally:
+            engine.dispose()
+
+    if backend == "sqlite":
+        run(f"sqlite:///{tmp_path}/old.db")
+    else:
+        with fresh_postgres_database("webcare_migration_0009") as url:
+            run(url)
