@@ -21,7 +21,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.escalation_rules import DETAILS_SLOT, SLOT, detect_escalation, escalated_this_turn, fallback_threshold
-from actions.payloads import handover_payload
+from bot.protocol import handover_payload
 
 
 class ActionDetectEscalation(Action):

@@ -7,7 +7,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.payloads import handover_payload
+from bot.protocol import handover_payload
 
 
 class ActionHandover(Action):

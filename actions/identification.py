@@ -17,7 +17,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.payloads import identify_payload
+from bot.protocol import identify_payload
 
 FORM = "identification_form"
 NUMBER_ROUTE = ["customer_number"]

@@ -232,9 +232,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     if args.command == "run":
-        from bot.launcher import run_all
+        from bot.launcher import check_ports, run_all
         from bot.rasa.training import train
 
+        held = check_ports(config, PROJECT)  # a webcare run left over: say so before training
+        for problem in held:
+            print(f"webcare: {problem}", file=sys.stderr)
+        if held:
+            return 1
         (PROJECT / "var").mkdir(exist_ok=True)
         if not args.no_train:
             try:
@@ -608,7 +613,7 @@ def _gdpr(args: argparse.Namespace, parser: argparse.ArgumentParser, config) -> 
             if answer != str(customer_id):
                 print("webcare: not erased", file=sys.stderr)
                 return 1
-        sinks, unbuilt = gdpr.digest_sinks((config.raw.get("reports") or {}).get("sinks") or [])
+        sinks, unbuilt = gdpr.digest_sinks(config.reports.sinks)
         report = asyncio.run(gdpr.erase_customer(store, str(customer_id), config.rasa.url, by="id",
                                                  actor_id=actor_id, include_crm=args.include_crm, sinks=sinks))
     finally:
@@ -688,7 +693,7 @@ def _reports(args: argparse.Namespace, parser: argparse.ArgumentParser, config) 
         return 2
     try:
         taxonomy = CaseSettings.from_config(config).taxonomy
-        sinks = build_sinks((config.raw.get("reports") or {}).get("sinks") or [])
+        sinks = build_sinks(config.reports.sinks)
     except (RootCauseError, ReportSinkError, OSError) as exc:
         print(f"webcare: {exc}", file=sys.stderr)
         return 2

@@ -8,14 +8,16 @@ directory, else the built-in defaults. Environment variables override the file:
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import yaml
 
-from bot.opening_hours import DEFAULT_OPENING_HOURS, OpeningHours, OpeningHoursError
+from bot.opening_hours import DEFAULT_OPENING_HOURS, WEEKDAYS, OpeningHours, OpeningHoursError
 
 DEFAULT_CONFIG_FILE = "webcare.yml"
 
@@ -91,6 +93,13 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message says what and where."""
 
 
+class SettingError(ConfigError):
+    """One setting is invalid (the caller adds the file it came from)."""
+
+
+# ------------------------------------------------------------------ typed sections
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     host: str
@@ -126,8 +135,89 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class DraftingConfig:
+    """The ``drafting`` section (see :mod:`bot.pipeline.drafting_policy`)."""
+
+    threshold: float
+    intent_thresholds: Mapping[str, float]
+    channel_thresholds: Mapping[str, float]
+    always_review: FrozenSet[str]
+    review_customer_flags: FrozenSet[str]
+
+    @classmethod
+    def parse(cls, section: Mapping[str, Any]) -> "DraftingConfig":
+        """Validate the section; raises :class:`SettingError`. A missing threshold is the
+        default one; a missing list or mapping is empty (load_config fills in the defaults)."""
+        unknown = set(section) - set(DEFAULTS["drafting"])
+        if unknown:
+            raise SettingError(f"unknown key(s) {sorted(unknown)}")
+        return cls(
+            threshold=_probability("threshold", section.get("threshold", DEFAULTS["drafting"]["threshold"])),
+            intent_thresholds=_thresholds("intent_thresholds", section.get("intent_thresholds") or {}),
+            channel_thresholds=_thresholds("channel_thresholds", section.get("channel_thresholds") or {}),
+            always_review=_names("always_review", section.get("always_review") or []),
+            review_customer_flags=_names("review_customer_flags", section.get("review_customer_flags") or []),
+        )
+
+
+@dataclass(frozen=True)
+class CasesConfig:
+    root_causes_file: str  # relative to the config file's folder, the working directory or the project
+    domain_file: str
+    wait_window_minutes: int  # the waiting time told on handover: median first response over this window
+    default_wait_minutes: int  # ... or this when nobody was answered in the window
+
+
+@dataclass(frozen=True)
+class ContactsConfig:
+    idle_minutes: float  # a bot-held episode ends after this much silence
+    csat: bool  # ask for a 1-5 rating when a contact ends
+    csat_comment_minutes: float  # the next message within this time is the rating's comment
+
+
+@dataclass(frozen=True)
+class ReportsConfig:
+    default_period_days: int
+    repeat_window_days: float  # a contact within this many days of the previous one is a repeat
+    digest_weekday: int  # 0 = Monday
+    digest_time: dt.time  # local time (opening_hours.timezone)
+    sinks: Tuple[Mapping[str, Any], ...]  # plugin settings: {type: file|webhook|dotted path, ...}
+
+    @property
+    def repeat_window(self) -> dt.timedelta:
+        return dt.timedelta(days=self.repeat_window_days)
+
+
+@dataclass(frozen=True)
+class BroadcastsConfig:
+    enabled: bool
+    queue_ahead_seconds: float  # how far ahead of delivery the broadcaster fills the outbox
+
+
+@dataclass(frozen=True)
+class CrmHttpConfig:
+    base_url: Optional[str]
+    token_env: str  # the environment variable holding the token (never the token itself)
+    failure_threshold: int
+    reset_seconds: float
+
+
+@dataclass(frozen=True)
+class CrmConfig:
+    adapter: str  # sql | http | an entry point name | a dotted path
+    timeout_seconds: float
+    http: CrmHttpConfig
+    options: Mapping[str, Any]  # free-form settings for a plugin adapter
+
+    def as_mapping(self) -> Dict[str, Any]:
+        """The section as plugin adapters receive it (``CrmAdapter.from_config``)."""
+        return {"adapter": self.adapter, "timeout_seconds": self.timeout_seconds,
+                "http": dataclasses.asdict(self.http), "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
 class Config:
-    """The validated configuration of one webcare deployment."""
+    """The validated configuration of one webcare deployment: one typed field per setting."""
 
     service: ServiceConfig
     database_url: str
@@ -135,11 +225,15 @@ class Config:
     opening_hours: OpeningHours
     console: ConsoleConfig
     worker: WorkerConfig
-    drafting: Dict[str, Any]
-    channels: Dict[str, Any]
+    drafting: DraftingConfig
+    channels: Mapping[str, Mapping[str, Any]]  # connector plugins validate their own options
+    cases: CasesConfig
+    contacts: ContactsConfig
+    reports: ReportsConfig
+    broadcasts: BroadcastsConfig
+    crm: CrmConfig
     source: Optional[Path] = None
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
-    crm: Dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS["crm"]))
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)  # the merged file, for display only
 
 
 def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
@@ -156,6 +250,21 @@ def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, s
     return default if default.is_file() else None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a date that does not exist (``2026-02-30``) stays text, so
+    its section reports it by key instead of PyYAML raising a bare ``ValueError``."""
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read, merge with defaults and the environment, and validate."""
     environ = os.environ if environ is None else environ
@@ -163,7 +272,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
     data: Dict[str, Any] = {}
     if source is not None:
         try:
-            data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+            data = yaml.load(source.read_text(encoding="utf-8"), Loader=_ConfigLoader) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
@@ -216,30 +325,50 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
 
     try:
         console = ConsoleConfig(
-            sla_seconds=int(merged["console"]["sla_seconds"]),
-            session_hours=int(merged["console"]["session_hours"]),
-            cookie_secure=bool(merged["console"]["cookie_secure"]),
+            sla_seconds=_integer("console.sla_seconds", merged["console"]["sla_seconds"], 1),
+            session_hours=_integer("console.session_hours", merged["console"]["session_hours"], 1),
+            cookie_secure=_flag("console.cookie_secure", merged["console"]["cookie_secure"]),
         )
-        worker = WorkerConfig(
-            enabled=bool(merged["worker"]["enabled"]),
-            concurrency=int(merged["worker"]["concurrency"]),
-            rasa_timeout_seconds=float(merged["worker"]["rasa_timeout_seconds"]),
-            rasa_suspect_seconds=float(merged["worker"]["rasa_suspect_seconds"]),
-            max_attempts=int(merged["worker"]["max_attempts"]),
+        try:
+            worker = WorkerConfig(
+                enabled=_flag("worker.enabled", merged["worker"]["enabled"]),
+                concurrency=_integer("worker.concurrency", merged["worker"]["concurrency"], 1),
+                rasa_timeout_seconds=float(merged["worker"]["rasa_timeout_seconds"]),
+                rasa_suspect_seconds=float(merged["worker"]["rasa_suspect_seconds"]),
+                max_attempts=_integer("worker.max_attempts", merged["worker"]["max_attempts"], 1),
+            )
+        except (TypeError, ValueError) as exc:
+            raise SettingError(f"console/worker settings must be numbers: {exc}") from exc
+        if worker.rasa_timeout_seconds <= 0 or worker.rasa_suspect_seconds < 0:
+            raise SettingError("worker.rasa_timeout_seconds must be positive and "
+                               "worker.rasa_suspect_seconds 0 or more")
+        try:
+            drafting = DraftingConfig.parse(merged["drafting"])
+        except SettingError as exc:
+            raise SettingError(f"drafting: {exc}") from exc
+        cases = CasesConfig(
+            root_causes_file=_text("cases.root_causes_file", merged["cases"]["root_causes_file"]),
+            domain_file=_text("cases.domain_file", merged["cases"]["domain_file"]),
+            wait_window_minutes=_integer("cases.wait_window_minutes", merged["cases"]["wait_window_minutes"], 1),
+            default_wait_minutes=_integer("cases.default_wait_minutes", merged["cases"]["default_wait_minutes"], 0),
         )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: console/worker settings must be numbers: {exc}") from exc
-    if worker.rasa_timeout_seconds <= 0 or worker.rasa_suspect_seconds < 0:
-        raise ConfigError(f"{where}: worker.rasa_timeout_seconds must be positive and "
-                          f"worker.rasa_suspect_seconds 0 or more")
-    from bot.pipeline.drafting_policy import DraftingPolicy, DraftingPolicyError
-
-    try:
-        DraftingPolicy.from_config(merged["drafting"])
-    except DraftingPolicyError as exc:
-        raise ConfigError(f"{where}: drafting: {exc}") from exc
-    crm = _validate_crm(merged["crm"], where)
-    merged["crm"] = crm
+        contacts = ContactsConfig(
+            idle_minutes=_number("contacts.idle_minutes", merged["contacts"]["idle_minutes"], positive=True),
+            csat=_flag("contacts.csat", merged["contacts"]["csat"]),
+            csat_comment_minutes=_number("contacts.csat_comment_minutes",
+                                         merged["contacts"]["csat_comment_minutes"]),
+        )
+        reports = _reports(merged["reports"])
+        broadcasts = BroadcastsConfig(
+            enabled=_flag("broadcasts.enabled", merged["broadcasts"]["enabled"]),
+            queue_ahead_seconds=_number("broadcasts.queue_ahead_seconds",
+                                        merged["broadcasts"]["queue_ahead_seconds"], positive=True),
+        )
+        crm = _validate_crm(merged["crm"])
+        channels = _channels(merged["channels"])
+    except SettingError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    merged["crm"] = crm.as_mapping()
 
     return Config(
         service=ServiceConfig(host=str(merged["service"]["host"]), port=port),
@@ -253,51 +382,144 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         opening_hours=hours,
         console=console,
         worker=worker,
-        drafting=merged["drafting"],
-        channels=merged["channels"],
+        drafting=drafting,
+        channels=channels,
+        cases=cases,
+        contacts=contacts,
+        reports=reports,
+        broadcasts=broadcasts,
+        crm=crm,
         source=source,
         raw=merged,
-        crm=crm,
     )
 
 
-def _validate_crm(section: Dict[str, Any], where: str) -> Dict[str, Any]:
-    """The ``crm`` section with ``http`` defaults filled in; the adapter must resolve."""
-    from bot.customers.crm.base import CrmError
-    from bot.customers.crm.registry import crm_class
+# ------------------------------------------------------------------ validators
 
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise SettingError(f"{name} must be true or false, not {value!r}")
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a whole number, not {value!r}") from None
+    if isinstance(value, bool) or number < minimum or (isinstance(value, float) and value != number):
+        raise SettingError(f"{name} must be a whole number of at least {minimum}, not {value!r}")
+    return number
+
+
+def _number(name: str, value: Any, positive: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number, not {value!r}") from None
+    if isinstance(value, bool) or number < 0 or (positive and number == 0):
+        raise SettingError(f"{name} must be {'positive' if positive else '0 or more'}, not {value!r}")
+    return number
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(f"{name} must be a non-empty text, not {value!r}")
+    return value
+
+
+def _probability(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingError(f"{name} must be a number between 0 and 1, not {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise SettingError(f"{name} must be between 0 and 1, not {number}")
+    return number
+
+
+def _thresholds(name: str, value: Any) -> Dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise SettingError(f"{name} must map names to thresholds")
+    return {str(k): _probability(f"{name}.{k}", v) for k, v in value.items()}
+
+
+def _names(name: str, value: Any) -> FrozenSet[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise SettingError(f"{name} must be a list of names")
+    return frozenset(str(v) for v in value)
+
+
+def _reports(section: Mapping[str, Any]) -> ReportsConfig:
+    weekday = str(section["digest_weekday"]).strip().lower()
+    if weekday not in WEEKDAYS:
+        raise SettingError(f"reports.digest_weekday must be one of {', '.join(WEEKDAYS)}, not {weekday!r}")
+    try:
+        at = dt.time.fromisoformat(str(section["digest_time"]).strip())
+    except ValueError:
+        raise SettingError(f"reports.digest_time must be HH:MM, not {section['digest_time']!r}") from None
+    sinks = section["sinks"] or []
+    if not isinstance(sinks, list) or not all(isinstance(sink, Mapping) for sink in sinks):
+        raise SettingError("reports.sinks must be a list of mappings, each with a type")
+    return ReportsConfig(
+        default_period_days=_integer("reports.default_period_days", section["default_period_days"], 1),
+        repeat_window_days=_number("reports.repeat_window_days", section["repeat_window_days"], positive=True),
+        digest_weekday=WEEKDAYS.index(weekday),
+        digest_time=at,
+        sinks=tuple(dict(sink) for sink in sinks),
+    )
+
+
+def _channels(section: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+    channels: Dict[str, Dict[str, Any]] = {}
+    for name, options in section.items():
+        if options is None:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise SettingError(f"channels.{name} must be a mapping with a type")
+        channels[str(name)] = dict(options)
+    return channels
+
+
+def _validate_crm(section: Dict[str, Any]) -> CrmConfig:
+    """The ``crm`` section with ``http`` defaults filled in (the adapter is resolved when the
+    service is built: :func:`bot.service.check_plugins`)."""
     http = section.get("http") or {}
     if not isinstance(http, dict):
-        raise ConfigError(f"{where}: crm.http must be a mapping")
+        raise SettingError("crm.http must be a mapping")
     unknown = set(http) - set(DEFAULTS["crm"]["http"])
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in 'crm.http'")
+        raise SettingError(f"unknown key(s) {sorted(unknown)} in 'crm.http'")
     http = {**DEFAULTS["crm"]["http"], **http}
     if not isinstance(section.get("options") or {}, dict):
-        raise ConfigError(f"{where}: crm.options must be a mapping")
+        raise SettingError("crm.options must be a mapping")
     try:
         timeout = float(section["timeout_seconds"])
         threshold = int(http["failure_threshold"])
         reset = float(http["reset_seconds"])
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: crm timeouts and thresholds must be numbers: {exc}") from exc
+        raise SettingError(f"crm timeouts and thresholds must be numbers: {exc}") from exc
     if timeout <= 0 or threshold < 1 or reset <= 0:
-        raise ConfigError(f"{where}: crm.timeout_seconds and crm.http.reset_seconds must be positive, "
-                          "crm.http.failure_threshold at least 1")
-    adapter = str(section.get("adapter") or "")
-    try:
-        crm_class(adapter)
-    except CrmError as exc:
-        raise ConfigError(f"{where}: crm.adapter: {exc}") from exc
+        raise SettingError("crm.timeout_seconds and crm.http.reset_seconds must be positive, "
+                           "crm.http.failure_threshold at least 1")
+    adapter = str(section.get("adapter") or "").strip()
+    if not adapter:
+        raise SettingError("crm.adapter: crm.adapter is empty: use sql, http or a dotted path like "
+                           "'package.module:Class'")
     base_url = http["base_url"]
     if base_url is not None and (not isinstance(base_url, str) or "://" not in base_url):
-        raise ConfigError(f"{where}: crm.http.base_url must be a URL, not {base_url!r}")
+        raise SettingError(f"crm.http.base_url must be a URL, not {base_url!r}")
     if adapter == "http" and not base_url:
-        raise ConfigError(f"{where}: crm.adapter is http but crm.http.base_url is not set")
+        raise SettingError("crm.adapter is http but crm.http.base_url is not set")
     if not isinstance(http["token_env"], str) or not http["token_env"]:
-        raise ConfigError(f"{where}: crm.http.token_env must name an environment variable")
-    return {**section, "adapter": adapter, "timeout_seconds": timeout, "options": section.get("options") or {},
-            "http": {**http, "failure_threshold": threshold, "reset_seconds": reset}}
+        raise SettingError("crm.http.token_env must name an environment variable")
+    return CrmConfig(adapter=adapter, timeout_seconds=timeout,
+                     http=CrmHttpConfig(base_url=base_url, token_env=http["token_env"],
+                                        failure_threshold=threshold, reset_seconds=reset),
+                     options=dict(section.get("options") or {}))
 
 
 def load_opening_hours() -> OpeningHours:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol
+
+from bot.store.database import Store
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from bot.pipeline.intake import Intake
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,24 @@ class InboundMessage:
     language_hint: Optional[str] = None
     kind: str = "text"  # text | button | attachment | edit
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Accepted(Protocol):
+    """What intake answers for a committed message."""
+
+    message_id: int
+    duplicate: bool  # delivered before: stored once, answered once
+    truncated: bool
+
+
+class IntakePort(Protocol):
+    """All a connector sees of the service (:class:`bot.pipeline.intake.Intake` implements it)."""
+
+    store: Store  # read-only use: a channel that serves its own history (the web chat)
+
+    async def accept(self, inbound: InboundMessage) -> Accepted:
+        """Commit ``inbound`` (idempotent on its channel message id) before the channel's 2xx."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,7 @@ class Connector(abc.ABC):
         return cls(name, options)
 
     @abc.abstractmethod
-    def setup(self, app: "web.Application", intake: "Intake") -> None:
+    def setup(self, app: "web.Application", intake: IntakePort) -> None:
         """Register this channel's routes (webhooks, pages) on ``app``."""
 
     @abc.abstractmethod

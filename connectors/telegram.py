@@ -60,8 +60,9 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.errors import BadRequest, Forbidden, WebcareError
+from bot.errors import InvalidInput, NotAllowed, WebcareError
 from connectors.base import (
+    IntakePort,
     Capabilities,
     Connector,
     ConnectorError,
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
     import argparse
 
     from bot.config import Config
-    from bot.pipeline.intake import Intake
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class TelegramConnector(Connector):
                 connect_timeout=self.timeout, pool_timeout=self.timeout,
             ),
         )
-        self._intake: Optional["Intake"] = None
+        self._intake: Optional[IntakePort] = None
         self._poller: Optional[asyncio.Task] = None
         self._background: Set[asyncio.Task] = set()
         # Split texts: how many parts of an idempotency key went out already, so a retry
@@ -162,7 +162,7 @@ class TelegramConnector(Connector):
 
     # ------------------------------------------------------------ lifecycle
 
-    def setup(self, app: web.Application, intake: "Intake") -> None:
+    def setup(self, app: web.Application, intake: IntakePort) -> None:
         self._intake = intake
         if self.mode == "webhook":
             app.router.add_post(f"/webhooks/{self.name}", self._receive)
@@ -207,7 +207,7 @@ class TelegramConnector(Connector):
         presented = request.headers.get(SECRET_HEADER)
         assert self.secret is not None  # webhook mode requires it
         if presented is None or not hmac.compare_digest(presented.encode(), self.secret.encode()):
-            raise Forbidden(f"missing or wrong {SECRET_HEADER} header")
+            raise NotAllowed(f"missing or wrong {SECRET_HEADER} header")
         update = self.parse(await request.read())
         return web.json_response(await self.handle_update(update))
 
@@ -216,17 +216,17 @@ class TelegramConnector(Connector):
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
+            raise InvalidInput(f"body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise BadRequest("body is not valid JSON: nested too deeply") from None
+            raise InvalidInput("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
-            raise BadRequest("body must be a JSON object (a Telegram Update)")
+            raise InvalidInput("body must be a JSON object (a Telegram Update)")
         try:
             update = Update.de_json(data, self.bot)
         except Exception as exc:  # de_json raises whatever the bad field makes it raise
-            raise BadRequest(f"not a Telegram Update: {type(exc).__name__}: {exc}") from None
+            raise InvalidInput(f"not a Telegram Update: {type(exc).__name__}: {exc}") from None
         if isinstance(update.update_id, bool) or not isinstance(update.update_id, int):
-            raise BadRequest("not a Telegram Update: 'update_id' must be an integer")
+            raise InvalidInput("not a Telegram Update: 'update_id' must be an integer")
         return update
 
     async def handle_update(self, update: Update) -> Dict[str, Any]:
@@ -257,7 +257,7 @@ class TelegramConnector(Connector):
             if update.callback_query is not None:
                 return self._from_callback(update, update.callback_query)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise BadRequest(f"not a valid Telegram Update: {type(exc).__name__}: {exc}") from None
+            raise InvalidInput(f"not a valid Telegram Update: {type(exc).__name__}: {exc}") from None
         if update.channel_post is not None or update.edited_channel_post is not None:
             return Ignored("channel post")
         kinds = [t for t in Update.ALL_TYPES if getattr(update, t, None) is not None]
@@ -271,7 +271,7 @@ class TelegramConnector(Connector):
         metadata: Dict[str, Any] = {"telegram_message_id": message.message_id}
         if message.text is not None:
             if not isinstance(message.text, str):
-                raise BadRequest("not a valid Telegram Update: 'text' must be a string")
+                raise InvalidInput("not a valid Telegram Update: 'text' must be a string")
             text = message.text
             kind = "text"
             command = _command(message)
@@ -524,7 +524,7 @@ def _private_chat_id(message: Any) -> Union[int, Ignored]:
     if chat.type != ChatType.PRIVATE:
         return Ignored(f"{chat.type} chat")
     if isinstance(chat.id, bool) or not isinstance(chat.id, int):
-        raise BadRequest("not a valid Telegram Update: 'chat.id' must be an integer")
+        raise InvalidInput("not a valid Telegram Update: 'chat.id' must be an integer")
     return chat.id
 
 

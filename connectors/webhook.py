@@ -15,13 +15,14 @@ import asyncio
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import aiohttp
 from aiohttp import web
 
-from bot.errors import BadRequest, Unauthorized
+from bot.errors import InvalidInput, NotAuthenticated
 from connectors.base import (
+    IntakePort,
     Capabilities,
     Connector,
     ConnectorError,
@@ -30,9 +31,6 @@ from connectors.base import (
     SendResult,
 )
 from connectors.signing import SIGNATURE_HEADER, sign, verify
-
-if TYPE_CHECKING:
-    from bot.pipeline.intake import Intake
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +56,11 @@ class SignedWebhookConnector(Connector):
         )
         self._session: Optional[aiohttp.ClientSession] = None
 
-    def setup(self, app: web.Application, intake: "Intake") -> None:
+    def setup(self, app: web.Application, intake: IntakePort) -> None:
         async def receive(request: web.Request) -> web.Response:
             body = await request.read()
             if not verify(self.secret, body, request.headers.get(SIGNATURE_HEADER)):
-                raise Unauthorized(f"missing or wrong {SIGNATURE_HEADER} signature")
+                raise NotAuthenticated(f"missing or wrong {SIGNATURE_HEADER} signature")
             message = self.parse(body)
             result = await intake.accept(message)
             return web.json_response(
@@ -76,23 +74,23 @@ class SignedWebhookConnector(Connector):
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
+            raise InvalidInput(f"body is not valid JSON: {exc}") from None
         except RecursionError:
-            raise BadRequest("body is not valid JSON: nested too deeply") from None
+            raise InvalidInput("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
-            raise BadRequest("body must be a JSON object")
+            raise InvalidInput("body must be a JSON object")
         message_id = data.get("message_id")
         sender = data.get("sender")
         text = data.get("text")
         if not _identifier(message_id):
-            raise BadRequest(f"'message_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+            raise InvalidInput(f"'message_id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
         if not isinstance(sender, dict) or not _identifier(sender.get("id")):
-            raise BadRequest(f"'sender.id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+            raise InvalidInput(f"'sender.id' must be a non-empty string of at most {MAX_ID_LENGTH} characters")
         if not isinstance(text, str) or not text.strip():
-            raise BadRequest("'text' must be a non-empty string")
+            raise InvalidInput("'text' must be a non-empty string")
         metadata = data.get("metadata", {})
         if not isinstance(metadata, dict):
-            raise BadRequest("'metadata' must be an object")
+            raise InvalidInput("'metadata' must be an object")
         return InboundMessage(
             channel=self.name,
             channel_message_id=str(message_id),

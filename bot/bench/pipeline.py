@@ -22,6 +22,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from bot import processes
 from bot.testing.fake_platform import FakePlatform, inbound, signed
 from bot.rasa.stack import PROJECT, free_port, rasa_stack
 
@@ -52,7 +53,9 @@ def percentile(values: List[float], q: float) -> float:
 
 
 async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url: str) -> Dict[str, Any]:
-    from bot.web.app import STORE_KEY, WORKER_KEY, create_app
+    from bot.web.app import create_app
+    from bot.web.keys import STORE_KEY
+    from bot.events import OutboxQueued
     from bot.config import load_config
     from bot.store.models import Case, Draft, Message, OutboxItem
     from sqlalchemy import func, select
@@ -69,15 +72,7 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
         }))
         app = create_app(load_config(str(config_path)))
         committed = asyncio.Event()
-        worker = app[WORKER_KEY]
-        wake_dispatcher = worker.on_outbox
-
-        def on_outbox() -> None:
-            committed.set()
-            if wake_dispatcher:
-                wake_dispatcher()
-
-        worker.on_outbox = on_outbox
+        app[STORE_KEY].events.subscribe(OutboxQueued, lambda _: committed.set())
         runner = web.AppRunner(app)
         await runner.setup()
         port = free_port()
@@ -161,7 +156,8 @@ async def _run(count: int, database_url: Optional[str], workdir: Path, rasa_url:
 
 def run_pipeline_bench(count: int, database_url: Optional[str] = None, rasa_url: Optional[str] = None) -> Dict[str, Any]:
     """Start Rasa (unless ``rasa_url`` is given), run the benchmark, return the figures."""
-    with tempfile.TemporaryDirectory(prefix="webcare-bench-") as tmp:
+    with processes.sigterm_exits("the pipeline benchmark"), \
+            tempfile.TemporaryDirectory(prefix="webcare-bench-") as tmp:
         workdir = Path(tmp)
         if rasa_url:
             return asyncio.run(_run(count, database_url, workdir, rasa_url))

@@ -38,8 +38,10 @@ from sqlalchemy.orm import Session
 
 from bot.pipeline import outbox
 from bot.store.audit import record
+from bot.config import DEFAULTS, Config
 from bot.customer_texts import customer_text
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
+from bot.events import CaseOpened, TrackerEventsQueued, emit
 from bot.opening_hours import OpeningHours, day_label
 from bot.cases.root_causes import Taxonomy, load_taxonomy
 from bot.store.models import (
@@ -55,10 +57,14 @@ from bot.store.models import (
     Message,
     Mode,
     OutboxItem,
+    Purpose,
     TrackerEvent,
     User,
     utcnow,
 )
+from bot.customers.identity_linking import customer_history
+from bot.customers.contacts import record_contact
+from bot.customers.identity_linking import link_identity
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +91,23 @@ class CaseSettings:
     wait_window_minutes: int = 60
     default_wait_minutes: int = 15
     ask_csat: bool = True  # ask the customer for a rating when a case closes
+    csat_comment_minutes: float = DEFAULTS["contacts"]["csat_comment_minutes"]
+    repeat_window_days: float = DEFAULTS["reports"]["repeat_window_days"]
 
 
     @classmethod
-    def from_config(cls, config: Any) -> "CaseSettings":
+    def from_config(cls, config: Config) -> "CaseSettings":
         """From a :class:`bot.config.Config`; file paths relative to the config file (or cwd).
 
         Raises :class:`bot.cases.root_causes.RootCauseError` when the taxonomy is invalid.
         """
-        section = config.raw.get("cases") or {}
+        section = config.cases
         bases = [config.source.parent] if config.source is not None else []
         bases += [Path.cwd(), PROJECT]
-        taxonomy = load_taxonomy(_first_existing(section.get("root_causes_file", "data/root_causes.yml"), bases),
-                                 _first_existing(section.get("domain_file", "domain.yml"), bases))
-        return cls(taxonomy, config.opening_hours,
-                   int(section.get("wait_window_minutes", 60)),
-                   int(section.get("default_wait_minutes", 15)),
-                   bool((config.raw.get("contacts") or {}).get("csat", True)))
+        taxonomy = load_taxonomy(_first_existing(section.root_causes_file, bases),
+                                 _first_existing(section.domain_file, bases))
+        return cls(taxonomy, config.opening_hours, section.wait_window_minutes, section.default_wait_minutes,
+                   config.contacts.csat, config.contacts.csat_comment_minutes, config.reports.repeat_window_days)
 
 
 def _first_existing(name: str, bases: Sequence[Path]) -> Path:
@@ -116,8 +122,6 @@ def _first_existing(name: str, bases: Sequence[Path]) -> Path:
 @lru_cache(maxsize=1)
 def default_settings() -> CaseSettings:
     """The shipped taxonomy and default opening hours (for code paths without a config)."""
-    from bot.config import DEFAULTS
-
     return CaseSettings(load_taxonomy(PROJECT / "data" / "root_causes.yml", PROJECT / "domain.yml"),
                         OpeningHours.from_config(DEFAULTS["opening_hours"]))
 
@@ -260,10 +264,11 @@ def open_case(
             session, key=f"case:{case.id}:handover", channel=conversation.channel,
             recipient=identity.external_id,
             payload={"text": handover_notice(estimate, conversation.language, now)},
-            source="bot", conversation_id=conversation.id,
+            source="bot", conversation_id=conversation.id, purpose=Purpose.handover,
         )
     record(session, assign_to, "case.open", "case", case.id,
            {"trigger": trigger, "conversation_id": conversation.id, "details": details or {}})
+    emit(session, CaseOpened(case.id))
     return case, True
 
 
@@ -294,6 +299,7 @@ def tracker_events(session: Session, rasa_sender_id: str, events: List[Dict[str,
     """Queue events for the conversation's Rasa tracker (delivered in order, retried)."""
     row = TrackerEvent(rasa_sender_id=rasa_sender_id, events=events, next_attempt_at=utcnow())
     session.add(row)
+    emit(session, TrackerEventsQueued(rasa_sender_id))
     return row
 
 
@@ -333,8 +339,6 @@ def conversation_transcript(session: Session, conversation_id: int, limit: int =
 
 def earlier_conversations(session: Session, customer_id: int, exclude: Optional[int] = None) -> List[Dict[str, Any]]:
     """The customer's other conversations, on every channel, newest first, with their messages."""
-    from bot.customers.identity_linking import customer_history
-
     history = customer_history(session, customer_id, HISTORY_CONVERSATIONS + 1)
     earlier = [c for c in reversed(history) if c["id"] != exclude][:HISTORY_CONVERSATIONS]
     for conversation in earlier:  # a long-lived channel conversation: its newest messages
@@ -415,10 +419,10 @@ def _open(case: Case) -> None:
 
 def _text(value: Any, what: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"{what} must be a non-empty string")
+        raise InvalidInput(f"{what} must be a non-empty string")
     value = value.strip()
     if len(value) > limit:
-        raise BadRequest(f"{what} is {len(value)} characters; at most {limit} are allowed")
+        raise InvalidInput(f"{what} is {len(value)} characters; at most {limit} are allowed")
     return value
 
 
@@ -431,7 +435,7 @@ def reply(session: Session, case_id: Any, user: Any, text: Any, token: Any = Non
     _open(case)
     text = _text(text, "the reply", MAX_REPLY)
     if token is not None and (not isinstance(token, str) or not 8 <= len(token) <= 64):
-        raise BadRequest("the reply token must be a string of 8 to 64 characters")
+        raise InvalidInput("the reply token must be a string of 8 to 64 characters")
     now = utcnow()
     key = f"case:{case.id}:reply:{token}" if token else f"case:{case.id}:reply:{now.timestamp()}:{user.id}"
     existing = session.execute(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)).scalar_one_or_none()
@@ -471,10 +475,10 @@ def assign(session: Session, case_id: Any, user: Any, assignee: Any) -> Dict[str
     if isinstance(assignee, str) and assignee.isdigit():
         assignee = int(assignee)
     if not isinstance(assignee, int) or isinstance(assignee, bool):
-        raise BadRequest("assignee must be a user id")
+        raise InvalidInput("assignee must be a user id")
     target = session.get(User, assignee)
     if target is None or not target.active:
-        raise BadRequest(f"no active user {assignee}")
+        raise InvalidInput(f"no active user {assignee}")
     before = case.assigned_agent_id
     case.assigned_agent_id = target.id
     case.status = CaseStatus.assigned
@@ -490,10 +494,10 @@ def close(session: Session, case_id: Any, user: Any, root_cause: Any, resolution
     case, conversation, _ = _load(session, case_id)
     _open(case)
     if not isinstance(root_cause, str) or not root_cause.strip():
-        raise BadRequest("a root cause is required to close a case")
+        raise InvalidInput("a root cause is required to close a case")
     root_cause = root_cause.strip()
     if root_cause not in settings.taxonomy:
-        raise BadRequest(f"unknown root cause {root_cause!r}; known: {', '.join(settings.taxonomy.codes)}")
+        raise InvalidInput(f"unknown root cause {root_cause!r}; known: {', '.join(settings.taxonomy.codes)}")
     resolution = _text(resolution, "the resolution", MAX_RESOLUTION)
     result = session.execute(
         update(Case).where(Case.id == case.id, Case.status != CaseStatus.closed)
@@ -507,10 +511,10 @@ def close(session: Session, case_id: Any, user: Any, root_cause: Any, resolution
     conversation.assigned_agent_id = None
     tracker_events(session, conversation.rasa_sender_id, [{"event": "resume"}])
     # the episode ends here: one contact with the agent's root cause (and a CSAT question)
-    from bot.customers.contacts import record_contact
 
     session.refresh(case)
-    record_contact(session, conversation, settings.taxonomy, case=case, ask_csat=settings.ask_csat)
+    record_contact(session, conversation, settings.taxonomy, case=case, ask_csat=settings.ask_csat,
+                   repeat_window_days=settings.repeat_window_days)
     record(session, user.id, "case.close", "case", case.id,
            {"root_cause": root_cause, "suggested": case.suggested_root_cause, "resolution": resolution})
     return {"case_id": case.id, "status": "closed", "root_cause": root_cause}
@@ -620,16 +624,14 @@ def link_customer(session: Session, case_id: Any, user: Any, identity_id: Any, c
     linked (customers merged: one customer, many channels, one history), the case follows the
     customer, and the CRM profile is fetched again.
     """
-    from bot.customers.identity_linking import link_identity
-
     case, conversation, _ = _load(session, case_id)
     if isinstance(identity_id, str) and identity_id.isdigit():
         identity_id = int(identity_id)
     if not isinstance(identity_id, int) or isinstance(identity_id, bool):
-        raise BadRequest("choose the channel identity to link")
+        raise InvalidInput("choose the channel identity to link")
     identity = session.get(ChannelIdentity, identity_id)
     if identity is None or identity.customer_id != case.customer_id:
-        raise BadRequest(f"identity {identity_id} does not belong to this case's customer")
+        raise InvalidInput(f"identity {identity_id} does not belong to this case's customer")
     result = link_identity(session, identity_id, crm_ref, actor_id=user.id)
     if conversation.claimed_crm_ref == crm_ref:
         conversation.claimed_crm_ref = None  # confirmed
@@ -643,4 +645,5 @@ def link_customer(session: Session, case_id: Any, user: Any, identity_id: Any, c
     case.snapshot = snapshot
     record(session, user.id, "case.link_customer", "case", case.id,
            {"identity_id": identity_id, "crm_ref": crm_ref, "action": result.action})
+    emit(session, CaseOpened(case.id))  # the customer changed: fetch the CRM profile again
     return {"case_id": case.id, "customer_id": case.customer_id, "action": result.action}

@@ -22,7 +22,9 @@ from bot.customers.crm.base import CrmAdapter, CrmError, CrmUnavailable
 from bot.customer_texts import customer_text
 from bot.pipeline.outbox import enqueue
 from bot.store.database import Store
-from bot.store.models import Conversation
+from bot.store.models import Conversation, Purpose
+from bot.cases.escalation import link_customer
+from bot.errors import InvalidInput, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def record_identification(session: Session, conversation_id: int, message_id: in
         conversation.claimed_crm_ref = crm_ref[:64]
     enqueue(session, key=f"identify:{message_id}", channel=channel, recipient=recipient,
             payload={"text": customer_text(f"identify_{outcome}", conversation.language)},
-            source="bot", conversation_id=conversation_id)
+            source="bot", conversation_id=conversation_id, purpose=Purpose.notice)
     return True
 
 
@@ -80,11 +82,8 @@ async def agent_link(store: Store, crm: Optional[CrmAdapter], case_id: Any, user
     The number must exist in the CRM (400 otherwise); when the CRM cannot be asked, 503 and
     nothing changes.
     """
-    from bot.cases.escalation import link_customer
-    from bot.errors import BadRequest, Unavailable
-
     if not isinstance(customer_number, str) or not customer_number.strip():
-        raise BadRequest("enter the customer number to link")
+        raise InvalidInput("enter the customer number to link")
     number = customer_number.strip()
     if crm is None:
         raise Unavailable("no CRM is configured")
@@ -93,7 +92,7 @@ async def agent_link(store: Store, crm: Optional[CrmAdapter], case_id: Any, user
     except (asyncio.TimeoutError, CrmUnavailable):
         raise Unavailable("the CRM is unavailable; nothing was linked, try again later") from None
     except (CrmError, ValueError) as exc:
-        raise BadRequest(f"the CRM refused the number: {exc}") from None
+        raise InvalidInput(f"the CRM refused the number: {exc}") from None
     if found is None:
-        raise BadRequest(f"the CRM has no customer with number {number!r}")
+        raise InvalidInput(f"the CRM has no customer with number {number!r}")
     return await store.run(link_customer, case_id, user, identity_id, found.customer_number)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bot.store import audit
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.store.models import Case, ChannelIdentity, Conversation, Customer, Message
 
 logger = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ def link_identity(session: Session, identity_id: int, crm_ref: str,
     """Link channel identity ``identity_id`` to CRM customer number ``crm_ref`` (idempotent).
 
     Runs in the caller's transaction. Raises :class:`NotFound` for an unknown identity and
-    :class:`BadRequest` for an empty or too long number.
+    :class:`InvalidInput` for an empty or too long number.
     """
     ref = (crm_ref or "").strip()
     if not ref or len(ref) > 64:
-        raise BadRequest("a CRM customer number must have 1 to 64 characters")
+        raise InvalidInput("a CRM customer number must have 1 to 64 characters")
     identity = session.get(ChannelIdentity, identity_id)
     if identity is None:
         raise NotFound(f"no channel identity {identity_id}")

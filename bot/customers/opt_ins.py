@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from bot.customer_texts import customer_text
 from bot.pipeline.outbox import enqueue
-from bot.pipeline.service_commands import button_payload, handler
-from bot.store.models import Conversation, KnownIssueSubscription, OptIn, utcnow
+from bot.pipeline.service_buttons import button_payload
+from bot.store.models import Conversation, KnownIssueSubscription, OptIn, Purpose, utcnow
+from bot.outreach.broadcasts import skip_customer
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,9 @@ def set_opt_in(session: Session, customer_id: int, proactive: bool, source: str)
     return row
 
 
-@handler("stop")
 def stop(session: Session, job: Any, args: Dict[str, Any]) -> bool:
     """Opt out of all proactive messages (and subscriptions), and confirm."""
     conversation = session.get(Conversation, job.conversation_id)
-    from bot.outreach.broadcasts import skip_customer
 
     set_opt_in(session, conversation.customer_id, False, "stop")
     session.execute(delete(KnownIssueSubscription)
@@ -57,7 +56,7 @@ def stop(session: Session, job: Any, args: Dict[str, Any]) -> bool:
     skip_customer(session, conversation.customer_id)  # announcements not yet queued: not sent
     enqueue(session, key=f"stop:{job.message_id}", channel=job.channel, recipient=job.recipient,
             payload={"text": customer_text("opted_out", conversation.language or job.language_hint)},
-            source="bot", conversation_id=conversation.id)
+            source="bot", conversation_id=conversation.id, purpose=Purpose.notice)
     logger.info("customer %s opted out of proactive messages", conversation.customer_id)
     return True
 
@@ -69,7 +68,6 @@ def opt_in_offer(language: Optional[str]) -> Dict[str, Any]:
                         {"title": customer_text("opt_in_no", language), "payload": button_payload("opt_in", answer="no")}]}
 
 
-@handler("opt_in")
 def opt_in(session: Session, job: Any, args: Dict[str, Any]) -> bool:
     """The customer's answer to :func:`opt_in_offer`: "yes" opts in, "no" records no; both confirmed."""
     answer = args.get("answer")
@@ -82,6 +80,6 @@ def opt_in(session: Session, job: Any, args: Dict[str, Any]) -> bool:
     enqueue(session, key=f"opt_in:{job.message_id}", channel=job.channel, recipient=job.recipient,
             payload={"text": customer_text("opted_in" if yes else "opt_in_declined",
                                            conversation.language or job.language_hint)},
-            source="bot", conversation_id=conversation.id)
+            source="bot", conversation_id=conversation.id, purpose=Purpose.notice)
     logger.info("customer %s %s proactive messages", conversation.customer_id, "opted in to" if yes else "declined")
     return True

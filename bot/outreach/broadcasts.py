@@ -35,7 +35,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.store import audit
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
+from bot.events import KnownIssuesChanged, emit
 from bot.pipeline.outbox import enqueue
 from bot.store.database import Store
 from bot.store.models import (
@@ -52,6 +53,7 @@ from bot.store.models import (
     OptIn,
     OutboxItem,
     OutboxStatus,
+    Purpose,
     utcnow,
 )
 
@@ -73,10 +75,10 @@ def _chunks(values: Sequence[int]) -> Iterable[Sequence[int]]:
 
 def _clean_text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"'{field}' is required", field=field)
+        raise InvalidInput(f"'{field}' is required", field=field)
     value = value.strip()
     if len(value) > MAX_TEXT:
-        raise BadRequest(f"'{field}' is longer than {MAX_TEXT} characters", field=field)
+        raise InvalidInput(f"'{field}' is longer than {MAX_TEXT} characters", field=field)
     return value
 
 
@@ -84,14 +86,14 @@ def _window_days(value: Any) -> int:
     if value is None or value == "":
         return DEFAULT_WINDOW_DAYS
     if isinstance(value, bool):
-        raise BadRequest("'window_days' must be a whole number of days", field="window_days")
+        raise InvalidInput("'window_days' must be a whole number of days", field="window_days")
     if isinstance(value, str):
         value = value.strip()
         if not value.isdigit():
-            raise BadRequest("'window_days' must be a whole number of days", field="window_days")
+            raise InvalidInput("'window_days' must be a whole number of days", field="window_days")
         value = int(value)
     if not isinstance(value, int) or not 1 <= value <= MAX_WINDOW_DAYS:
-        raise BadRequest(f"'window_days' must be between 1 and {MAX_WINDOW_DAYS}", field="window_days")
+        raise InvalidInput(f"'window_days' must be between 1 and {MAX_WINDOW_DAYS}", field="window_days")
     return value
 
 
@@ -102,7 +104,7 @@ def _flag(value: Any) -> bool:
         return False
     if (isinstance(value, int) and value == 1) or value in ("1", "true", "yes", "on"):
         return True
-    raise BadRequest("'include_contacted' must be true or false", field="include_contacted")
+    raise InvalidInput("'include_contacted' must be true or false", field="include_contacted")
 
 
 # ------------------------------------------------------------------ choosing recipients
@@ -232,6 +234,7 @@ def resolve(session: Session, issue_id: int, user: Any, fix_text_nl: Any, fix_te
         "broadcast_id": broadcast.id, "recipients": len(recipients), "subscribers": counts[SUBSCRIBER],
         "contacted": counts[CONTACTED], "skipped": counts["skipped"], "include_contacted": include,
         "window_days": days})
+    emit(session, KnownIssuesChanged(issue.id))
     return {"known_issue_id": issue.id, "broadcast_id": broadcast.id, "recipients": len(recipients),
             "subscribers": counts[SUBSCRIBER], "contacted": counts[CONTACTED], "skipped": counts["skipped"],
             "status": broadcast.status.value}
@@ -369,7 +372,7 @@ def _queue(session: Session, broadcast: Broadcast, channel: str, budget: int, no
         text = broadcast.text_en if recipient.language == "en" else broadcast.text_nl
         item = enqueue(session, key=f"broadcast:{broadcast.id}:{recipient.customer_id}", channel=channel,
                        recipient=identity.external_id, payload={"text": text}, source="broadcast",
-                       conversation_id=conversations.get(identity.id))
+                       conversation_id=conversations.get(identity.id), purpose=Purpose.broadcast)
         recipient.status, recipient.outbox_id, recipient.updated_at = "queued", item.id, now
         queued += 1
     return queued
@@ -411,14 +414,12 @@ class Broadcaster:
     """Background task: feeds sending broadcasts into the outbox at the channels' pace."""
 
     def __init__(self, store: Store, rates: Mapping[str, float], queue_ahead_seconds: float = 5.0,
-                 interval_seconds: float = 0.5, idle_seconds: float = 2.0,
-                 on_outbox: Optional[Callable[[], None]] = None) -> None:
+                 interval_seconds: float = 0.5, idle_seconds: float = 2.0) -> None:
         self.store = store
         self.rates = dict(rates)
         self.queue_ahead_seconds = float(queue_ahead_seconds)
         self.interval = interval_seconds
         self.idle = idle_seconds
-        self.on_outbox = on_outbox
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -429,9 +430,7 @@ class Broadcaster:
         """Advance every sending broadcast once; True while any is still sending."""
         active = await self.store.run(active_broadcasts)
         for broadcast_id in active:
-            queued = await self.store.run(advance, broadcast_id, self.rates, self.queue_ahead_seconds)
-            if queued and self.on_outbox is not None:
-                self.on_outbox()
+            await self.store.run(advance, broadcast_id, self.rates, self.queue_ahead_seconds)
         return bool(active)
 
     async def run(self) -> None:

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from bot.store import audit
 from bot.customer_texts import customer_text
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
+from bot.events import KnownIssuesChanged, emit
 from bot.customers.opt_ins import may_contact, opt_in_offer
 from bot.pipeline.outbox import enqueue
 from bot.cases.root_causes import Taxonomy
-from bot.pipeline.service_commands import button_payload, handler
+from bot.pipeline.service_buttons import button_payload
 from bot.store.models import (
     Contact,
     Conversation,
@@ -29,9 +30,11 @@ from bot.store.models import (
     KnownIssueStatus,
     KnownIssueSubscription,
     OptIn,
+    Purpose,
     User,
     utcnow,
 )
+from bot.outreach import broadcasts
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,6 @@ def known_issue_reply(session: Session, intent: Optional[str], language: Optiona
     ]
 
 
-@handler("subscribe")
 def subscribe(session: Session, job: Any, args: Dict[str, Any]) -> bool:
     """The customer's answer to the offer: "yes" subscribes them (once), "no" is thanked."""
     conversation = session.get(Conversation, job.conversation_id)
@@ -108,14 +110,15 @@ def subscribe(session: Session, job: Any, args: Dict[str, Any]) -> bool:
                                                identity_id=conversation.identity_id, subscribed_at=utcnow()))
         key, text = f"subscribe:{job.message_id}", customer_text("known_issue_subscribed", language)
         enqueue(session, key=key, channel=job.channel, recipient=job.recipient, payload={"text": text},
-                source="bot", conversation_id=conversation.id)
+                source="bot", conversation_id=conversation.id, purpose=Purpose.notice)
         if not may_contact(session, conversation.customer_id):
             # Subscribing is consent for this one announcement; ask once more for the general opt-in.
             enqueue(session, key=f"{key}:opt_in", channel=job.channel, recipient=job.recipient,
-                    payload=opt_in_offer(language), source="bot", conversation_id=conversation.id)
+                    payload=opt_in_offer(language), source="bot", conversation_id=conversation.id,
+                    purpose=Purpose.notice)
         return True
     enqueue(session, key=key, channel=job.channel, recipient=job.recipient, payload={"text": text},
-            source="bot", conversation_id=conversation.id)
+            source="bot", conversation_id=conversation.id, purpose=Purpose.notice)
     return True
 
 
@@ -127,10 +130,10 @@ MAX_TEXT = 2000
 
 def _required(value: Any, field: str, limit: int) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"'{field}' is required", field=field)
+        raise InvalidInput(f"'{field}' is required", field=field)
     value = value.strip()
     if len(value) > limit:
-        raise BadRequest(f"'{field}' is longer than {limit} characters", field=field)
+        raise InvalidInput(f"'{field}' is longer than {limit} characters", field=field)
     return value
 
 
@@ -138,7 +141,7 @@ def open_known_issue(session: Session, user: Any, root_cause: Any, title: Any, t
                      taxonomy: Taxonomy) -> Dict[str, Any]:
     """Open a known issue for ``root_cause`` (409 when one is open already)."""
     if not isinstance(root_cause, str) or root_cause not in taxonomy:
-        raise BadRequest("choose a root cause from the taxonomy", field="root_cause")
+        raise InvalidInput("choose a root cause from the taxonomy", field="root_cause")
     values = {"title": _required(title, "title", MAX_TITLE), "text_nl": _required(text_nl, "text_nl", MAX_TEXT),
               "text_en": _required(text_en, "text_en", MAX_TEXT)}
     existing = session.execute(select(KnownIssue.id).where(
@@ -157,6 +160,7 @@ def open_known_issue(session: Session, user: Any, root_cause: Any, title: Any, t
         raise Conflict("a known issue is already open for this root cause; resolve it first") from None
     audit.record(session, getattr(user, "id", None), "known_issue.open", "known_issue", issue.id,
                  {"root_cause": root_cause, "title": values["title"]})
+    emit(session, KnownIssuesChanged(issue.id))
     return _summary(session, issue, taxonomy)
 
 
@@ -198,8 +202,6 @@ def list_known_issues(session: Session, taxonomy: Taxonomy) -> Dict[str, List[Di
 
 def known_issue_detail(session: Session, issue_id: int, taxonomy: Taxonomy) -> Dict[str, Any]:
     """One known issue with who opened/resolved it and its fix announcement's progress or report."""
-    from bot.outreach import broadcasts
-
     issue = session.get(KnownIssue, issue_id)
     if issue is None:
         raise NotFound(f"no known issue {issue_id}")

@@ -15,16 +15,14 @@ customer → draft; confidence below the effective threshold → draft; else aut
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional
+from typing import Any, FrozenSet, Mapping, Optional, Union
 
+from bot.config import DraftingConfig
 from bot.store.models import Mode
 
 FALLBACK_INTENT = "nlu_fallback"
-
-
-class DraftingPolicyError(ValueError):
-    """The drafting configuration is invalid."""
 
 
 @dataclass(frozen=True)
@@ -45,19 +43,11 @@ class DraftingPolicy:
     review_customer_flags: FrozenSet[str]
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "DraftingPolicy":
-        """Validate and build from the ``drafting`` section."""
-        known = {"threshold", "intent_thresholds", "channel_thresholds", "always_review", "review_customer_flags"}
-        unknown = set(config) - known
-        if unknown:
-            raise DraftingPolicyError(f"unknown key(s) {sorted(unknown)}")
-        return cls(
-            threshold=_probability("threshold", config.get("threshold", 0.8)),
-            intent_thresholds=_thresholds("intent_thresholds", config.get("intent_thresholds") or {}),
-            channel_thresholds=_thresholds("channel_thresholds", config.get("channel_thresholds") or {}),
-            always_review=_names("always_review", config.get("always_review") or []),
-            review_customer_flags=_names("review_customer_flags", config.get("review_customer_flags") or []),
-        )
+    def from_config(cls, config: Union[DraftingConfig, Mapping[str, Any]]) -> "DraftingPolicy":
+        """Build from the typed ``drafting`` section (a mapping is validated first:
+        :class:`bot.config.SettingError` when it is invalid)."""
+        settings = config if isinstance(config, DraftingConfig) else DraftingConfig.parse(config)
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(DraftingConfig)})
 
     def threshold_for(self, intent: Optional[str], channel: str) -> float:
         """The confidence an ``intent`` on ``channel`` needs to be auto-sent."""
@@ -89,25 +79,3 @@ class DraftingPolicy:
         if confidence < needed:
             return Decision(False, f"confidence {confidence:.2f} below {needed:.2f}")
         return Decision(True, f"confidence {confidence:.2f} ≥ {needed:.2f}")
-
-
-def _probability(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DraftingPolicyError(f"{name} must be a number between 0 and 1, not {value!r}")
-    if not 0.0 <= number <= 1.0:
-        raise DraftingPolicyError(f"{name} must be between 0 and 1, not {number}")
-    return number
-
-
-def _thresholds(name: str, value: Any) -> Dict[str, float]:
-    if not isinstance(value, Mapping):
-        raise DraftingPolicyError(f"{name} must map names to thresholds")
-    return {str(k): _probability(f"{name}.{k}", v) for k, v in value.items()}
-
-
-def _names(name: str, value: Any) -> FrozenSet[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise DraftingPolicyError(f"{name} must be a list of names")
-    return frozenset(str(v) for v in value)

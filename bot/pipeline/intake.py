@@ -12,13 +12,13 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.errors import BadRequest
+from bot.errors import InvalidInput
 from bot.store.database import Store
 from bot.store.models import (
     ChannelIdentity,
@@ -30,11 +30,9 @@ from bot.store.models import (
     Mode,
     utcnow,
 )
-from bot.pipeline.worker import LEASE_SECONDS, Job, build_job, has_received, lease_conversation, next_job
+from bot.pipeline.leases import LEASE_SECONDS, lease_conversation
+from bot.pipeline.worker import Job, Worker, build_job, has_received, next_job
 from connectors.base import InboundMessage
-
-if TYPE_CHECKING:
-    from bot.pipeline.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +66,7 @@ class Intake:
 
     MAX_BATCH = 64
 
-    def __init__(self, store: Store, worker: Optional["Worker"] = None) -> None:
+    def __init__(self, store: Store, worker: Optional[Worker] = None) -> None:
         self.store = store
         self.worker = worker
         self._waiting: List[Tuple[InboundMessage, "asyncio.Future[AcceptResult]"]] = []
@@ -150,10 +148,10 @@ def clean_inbound(inbound: InboundMessage) -> InboundMessage:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise BadRequest(f"{where} is not valid Unicode text") from None
+                raise InvalidInput(f"{where} is not valid Unicode text") from None
             return value.replace("\x00", "")
         if isinstance(value, float) and not math.isfinite(value):
-            raise BadRequest(f"{where} holds {value}: numbers must be finite (PostgreSQL JSON)")
+            raise InvalidInput(f"{where} holds {value}: numbers must be finite (PostgreSQL JSON)")
         if isinstance(value, dict):
             return {clean(k, where): clean(v, where) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -162,10 +160,10 @@ def clean_inbound(inbound: InboundMessage) -> InboundMessage:
 
     ids = (inbound.channel_message_id, inbound.sender_id)
     if any("\x00" in str(v) for v in ids):
-        raise BadRequest("the message id and the sender id must not contain NUL characters")
+        raise InvalidInput("the message id and the sender id must not contain NUL characters")
     text = clean(inbound.text, "the text")
     if inbound.text and not text.strip():
-        raise BadRequest("the text is empty once NUL characters are removed")
+        raise InvalidInput("the text is empty once NUL characters are removed")
     return dataclasses.replace(
         inbound,
         channel_message_id=clean(inbound.channel_message_id, "the message id"),

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from bot.store.models import Direction, Message, OutboxItem, OutboxStatus, utcnow
+from bot.events import OutboxQueued, emit
+from bot.store.models import Direction, Message, OutboxItem, OutboxStatus, Purpose, utcnow
 
 
 def enqueue(
@@ -21,12 +22,15 @@ def enqueue(
     sender: str = "bot",
     conversation_id: Optional[int] = None,
     not_before: Optional[dt.datetime] = None,
+    purpose: Purpose = Purpose.answer,
 ) -> OutboxItem:
     """Queue ``payload`` (``{"text": ..., "buttons": [...]}``) for ``recipient`` on ``channel``.
 
     Idempotent on ``key``: queuing the same key twice returns the first item, so a retried
     unit of work never sends twice. The outbound message is logged in ``messages`` too
-    (status follows delivery). Runs in the caller's transaction.
+    (status follows delivery), with its ``purpose``: the service's own texts (an
+    acknowledgement, a handover notice, ...) pass theirs, so that contacts never take them
+    for an answer. Runs in the caller's transaction.
     """
     existing = session.execute(
         select(OutboxItem).where(OutboxItem.idempotency_key == key)
@@ -43,6 +47,7 @@ def enqueue(
             text=payload.get("text"),
             payload=payload,
             status="queued",
+            purpose=purpose,
         )
         session.add(message)
         session.flush()
@@ -58,6 +63,7 @@ def enqueue(
         next_attempt_at=not_before or utcnow(),
     )
     session.add(item)
+    emit(session, OutboxQueued(channel))
     session.flush()
     return item
 
@@ -75,6 +81,7 @@ def enqueue_all(
     source: str,
     sender: str = "bot",
     conversation_id: Optional[int] = None,
+    purpose: Purpose = Purpose.answer,
 ) -> List[str]:
     """:func:`enqueue` for several ``(key, payload)`` items to one recipient, in order.
 
@@ -101,7 +108,7 @@ def enqueue_all(
             message_id = session.execute(_INSERT_MESSAGE, {
                 "conversation_id": conversation_id, "direction": Direction.outbound, "channel": channel,
                 "sender": sender, "text": payload.get("text"), "payload": payload, "status": "queued",
-                "attempts": 0, "created_at": now,
+                "attempts": 0, "created_at": now, "purpose": purpose,
             }).inserted_primary_key[0]
         rows.append({
             "idempotency_key": key, "conversation_id": conversation_id, "message_id": message_id,
@@ -110,4 +117,5 @@ def enqueue_all(
         })
     if rows:
         session.execute(_INSERT_OUTBOX, rows)
+        emit(session, OutboxQueued(channel))
     return [row["idempotency_key"] for row in rows]

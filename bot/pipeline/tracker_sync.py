@@ -27,9 +27,11 @@ import aiohttp
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from bot.events import ConversationReleased, emit
+from bot.pipeline.leases import lease_conversation, release
 from bot.pipeline.rasa_client import RasaReplicas, RasaUnavailable, unreachable
 from bot.store.database import Store
-from bot.store.models import TrackerEvent, utcnow
+from bot.store.models import Conversation, TrackerEvent, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +77,6 @@ def due_senders(session: Session, limit: int = BATCH) -> List[str]:
 
 def lease_sender(session: Session, sender: str, owner: str) -> Optional[int]:
     """Take the worker lease of the sender's conversation; its id, or None if someone holds it."""
-    from bot.store.models import Conversation
-    from bot.pipeline.worker import lease_conversation
-
     conversation_id = session.execute(
         select(Conversation.id).where(Conversation.rasa_sender_id == sender)
         .order_by(Conversation.id.desc()).limit(1)).scalar_one_or_none()
@@ -115,7 +114,6 @@ class TrackerSync:
         self._session: Optional[aiohttp.ClientSession] = None
         self._wake = asyncio.Event()
         self.owner = f"tracker-sync-{uuid.uuid4().hex[:12]}"
-        self.on_release: Optional[Any] = None  # wakes the worker after a lease was given back
         self._locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
 
     def wake(self) -> None:
@@ -190,15 +188,13 @@ class TrackerSync:
                 pass
 
     async def _release(self, conversation_id: int) -> None:
-        from bot.pipeline.worker import release
-
         def give_back(session: Session) -> None:
             release(session, conversation_id, self.owner, 0)
+            # messages that arrived meanwhile: the worker claims them now
+            emit(session, ConversationReleased(conversation_id))
 
         try:
             await self.store.run(give_back)
-            if self.on_release is not None:
-                self.on_release()  # messages that arrived meanwhile: the worker claims them now
         except Exception:
             logger.exception("tracker sync: could not release conversation %s", conversation_id)
 

@@ -23,11 +23,15 @@ from sqlalchemy.orm import Session
 
 from bot.cases.escalation import CaseSettings, default_settings, has_open_case, open_case
 from bot.customer_texts import customer_text
+from bot.customers.contacts import record_comment
 from bot.pipeline.drafting_policy import DraftingPolicy
+from bot.protocol import read_instructions
+from bot.pipeline.leases import LEASE_SECONDS, claim_conversations, release, renew_leases
 from bot.pipeline.outbox import enqueue, enqueue_all
 from bot.outreach.known_issues import known_issue_reply
 from bot.pipeline.rasa_client import RasaClient, RasaRejected, RasaReply, RasaUnavailable
-from bot.pipeline.service_commands import carry_out, parse_command
+from bot.pipeline.service_buttons import parse_command
+from bot.pipeline.service_commands import carry_out
 from bot.store.database import Store
 from bot.pipeline.tracker_sync import TrackerSync, has_pending
 from bot.store.models import (
@@ -40,14 +44,14 @@ from bot.store.models import (
     InboundStatus,
     Message,
     Mode,
+    Purpose,
     utcnow,
 )
+from bot.cases.escalation import tracker_events
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = 15  # a crashed worker's conversations are free again after this
 HEARTBEAT_SECONDS = 5.0  # a live worker renews its leases this often
-CLAIM_SCAN_FACTOR = 8  # a claim for n conversations looks at the first 8n waiting messages
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -73,6 +77,9 @@ class Job:
     csat_comment_open: bool = False  # the customer just rated us: this may be their comment
 
 
+Identify = Callable[[Job, Dict[str, Any]], Awaitable[Any]]  # (job, request) -> outcome
+
+
 class Applied(NamedTuple):
     """What :func:`apply_reply` did."""
 
@@ -92,10 +99,10 @@ class Worker:
         policy: DraftingPolicy,
         concurrency: int = 8,
         owner: Optional[str] = None,
-        on_outbox: Optional[Any] = None,
         cases: Optional[CaseSettings] = None,
         tracker_sync: Optional[TrackerSync] = None,
         max_attempts: int = 10,
+        identify: Optional[Identify] = None,
     ) -> None:
         self.store = store
         self.max_attempts = max_attempts  # Rasa unreachable this many times: an agent answers
@@ -103,13 +110,10 @@ class Worker:
         self.policy = policy
         self.concurrency = concurrency
         self.owner = owner or f"worker-{uuid.uuid4().hex[:12]}"
-        self.on_outbox = on_outbox  # called after replies were queued (wakes the dispatcher)
         self.cases = cases or default_settings()
         self.tracker_sync = tracker_sync
-        # called with a new case's id (fetches the CRM profile and Rasa's slots)
-        self.on_case: Optional[Callable[[int], None]] = None
-        # carries out an action's "identify" request: (job, request) -> None
-        self.on_identify: Optional[Callable[[Job, Dict[str, Any]], Awaitable[None]]] = None
+        # carries out an action's "identify" request (a CRM look-up) before the next message
+        self.identify = identify
         self._wake = asyncio.Event()
         self._active: Dict[int, asyncio.Task] = {}
         self._tasks: Set[asyncio.Task] = set()
@@ -179,9 +183,7 @@ class Worker:
                 job = await self.store.run(next_job, conversation_id, self.owner)
             while job is not None:
                 if job.kind == "attachment":
-                    queued = await self.store.run(route_attachment, job)
-                    if queued and self.on_outbox is not None:
-                        self.on_outbox()
+                    await self.store.run(route_attachment, job)
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
                 if job.kind not in ("text", "button"):
@@ -190,13 +192,10 @@ class Worker:
                     continue
                 command = parse_command(job.kind, job.text)
                 if command is not None:  # the service's own buttons, "stop": never to Rasa
-                    if await self.store.run(carry_out, job, command) and self.on_outbox is not None:
-                        self.on_outbox()
+                    await self.store.run(carry_out, job, command, self.cases)
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
                 if job.csat_comment_open and job.kind == "text":
-                    from bot.customers.contacts import record_comment
-
                     await self.store.run(record_comment, job)
                 try:
                     if job.tracker_pending and self.tracker_sync is not None:
@@ -216,10 +215,7 @@ class Worker:
                         # Rasa has been down for minutes: a person answers instead of nobody.
                         logger.error("worker: %s; message %s handed to an agent after %d tries",
                                      exc, job.message_id, job.attempts + 1)
-                        case_id = await self.store.run(fail_to_agent, job, str(exc), self.cases,
-                                                       "rasa_unavailable")
-                        if case_id is not None:
-                            self._case_opened(case_id)
+                        await self.store.run(fail_to_agent, job, str(exc), self.cases, "rasa_unavailable")
                         job = await self.store.run(next_job, conversation_id, self.owner)
                         continue
                     delay = min(MAX_BACKOFF_SECONDS, 2.0 ** min(job.attempts, 5))
@@ -228,9 +224,7 @@ class Worker:
                     break
                 except RasaRejected as exc:
                     logger.error("worker: message %s refused by Rasa: %s", job.message_id, exc)
-                    case_id = await self.store.run(fail_to_agent, job, str(exc), self.cases)
-                    if case_id is not None:
-                        self._case_opened(case_id)
+                    await self.store.run(fail_to_agent, job, str(exc), self.cases)
                     job = await self.store.run(next_job, conversation_id, self.owner)
                     continue
                 # One transaction: the reply, then the next message or the lease released.
@@ -239,12 +233,8 @@ class Worker:
                     apply_reply, job, reply, self.policy, self.owner, self.cases)
                 job = applied.next_job
                 released = job is None
-                if applied.queued and self.on_outbox is not None:
-                    self.on_outbox()
-                if applied.case_id is not None:
-                    self._case_opened(applied.case_id)
-                if applied.identify is not None and self.on_identify is not None:
-                    await self.on_identify(current, applied.identify)
+                if applied.identify is not None and self.identify is not None:
+                    await self.identify(current, applied.identify)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -258,15 +248,6 @@ class Worker:
                     await self.store.run(release, conversation_id, self.owner, delay)
                 except Exception:
                     logger.exception("worker: could not release conversation %s", conversation_id)
-
-
-    def _case_opened(self, case_id: int) -> None:
-        if self.on_outbox is not None:
-            self.on_outbox()
-        if self.tracker_sync is not None:
-            self.tracker_sync.wake()
-        if self.on_case is not None:
-            self.on_case(case_id)
 
 
 def rasa_text(job: Job) -> str:
@@ -285,56 +266,6 @@ def rasa_text(job: Job) -> str:
 
 
 # ---------------------------------------------------------------- units of work
-
-
-def claim_conversations(session: Session, owner: str, limit: int) -> List[int]:
-    """Lease up to ``limit`` conversations with unprocessed messages (oldest message first).
-
-    Walks the waiting messages in arrival order (index ``ix_messages_status_order``) and takes
-    the first free conversations it meets, so a claim costs the same with a backlog of ten
-    thousand messages as with ten (a conversation's first waiting message comes first).
-    """
-    now = utcnow()
-    free = or_(Conversation.lease_until.is_(None), Conversation.lease_until < now)
-    waiting = session.execute(
-        select(Message.conversation_id)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.status == InboundStatus.received.value, Message.direction == Direction.inbound, free)
-        .order_by(Message.id)
-        .limit(limit * CLAIM_SCAN_FACTOR)
-        # PostgreSQL: rows another replica is claiming right now are skipped, not waited for
-        .with_for_update(skip_locked=True, of=Conversation)
-    ).scalars().all()
-    claimed = []
-    for conversation_id in list(dict.fromkeys(waiting))[:limit]:
-        if lease_conversation(session, conversation_id, owner, now):
-            claimed.append(conversation_id)
-    return claimed
-
-
-def lease_conversation(session: Session, conversation_id: int, owner: str,
-                       now: Optional[dt.datetime] = None) -> bool:
-    """Take the conversation's lease for ``owner`` if nobody holds it (atomic)."""
-    now = now or utcnow()
-    result = session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id,
-               or_(Conversation.lease_until.is_(None), Conversation.lease_until < now))
-        .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def renew_leases(session: Session, owner: str, conversation_ids: List[int]) -> int:
-    """Extend ``owner``'s leases on the conversations it is working on (its heartbeat)."""
-    result = session.execute(
-        update(Conversation)
-        .where(Conversation.id.in_(conversation_ids), Conversation.lease_owner == owner)
-        .values(lease_until=utcnow() + dt.timedelta(seconds=LEASE_SECONDS))
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
 
 
 def next_job(session: Session, conversation_id: int, owner: str) -> Optional[Job]:
@@ -384,19 +315,6 @@ def build_job(session: Session, conversation: Conversation, message: Message,
                          if tracker_pending is None else tracker_pending),
         csat_comment_open=bool(conversation.csat_contact_id and conversation.csat_comment_until
                                and conversation.csat_comment_until > utcnow()),
-    )
-
-
-def release(session: Session, conversation_id: int, owner: str, delay_seconds: float) -> None:
-    """Give the conversation back (after ``delay_seconds``, to back off after a failure)."""
-    session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-        .values(
-            lease_owner=None,
-            lease_until=utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None,
-        )
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -450,7 +368,7 @@ def route_attachment(session: Session, job: Job) -> bool:
     kind = names.get(language or "nl", names["nl"])
     enqueue(session, key=f"ack:{message.id}", channel=job.channel, recipient=job.recipient,
             payload={"text": customer_text("attachment_received", language, kind=kind)},
-            source="bot", conversation_id=conversation.id)
+            source="bot", conversation_id=conversation.id, purpose=Purpose.ack)
     session.add(Draft(
         conversation_id=conversation.id,
         inbound_message_id=message.id,
@@ -483,15 +401,6 @@ def _visible(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         if shown:
             visible.append(shown)
     return visible
-
-
-def _instructions(messages: List[Dict[str, Any]]) -> Dict[str, Any]:
-    merged: Dict[str, Any] = {}
-    for message in messages:
-        custom = message.get("custom")
-        if isinstance(custom, dict) and isinstance(custom.get("webcare"), dict):
-            merged.update(custom["webcare"])
-    return merged
 
 
 def apply_reply(
@@ -589,7 +498,6 @@ def _apply(
         if _visible(reply.messages):
             # Rasa predicted answers, so its tracker is not paused (e.g. a new Rasa session
             # began): pause it again; the answers themselves are never sent.
-            from bot.cases.escalation import tracker_events
 
             tracker_events(session, row.rasa_sender_id, [{"event": "pause"}])
         return False, None, None
@@ -598,24 +506,20 @@ def _apply(
     if job.truncated:
         enqueue(session, key=f"notice:{job.message_id}:too_long", channel=job.channel, recipient=job.recipient,
                 payload={"text": customer_text("message_too_long", language)},
-                source="bot", conversation_id=conversation_id)
+                source="bot", conversation_id=conversation_id, purpose=Purpose.notice)
         queued = True
 
     visible = _visible(reply.messages)
-    instructions = _instructions(reply.messages)
-    handover = instructions.get("handover")
-    if handover is not None:
+    instructions = read_instructions(reply.messages)
+    if instructions.handover is not None:
         # The customer gets the service's handover notice with the expected wait; what the
         # bot would have said is kept in the case for the agent.
-        handover = handover if isinstance(handover, dict) else {}
-        reason = str(handover.get("reason") or "handover")
-        details = handover.get("details") if isinstance(handover.get("details"), dict) else {}
-        details = {**details, "intent": reply.intent, "confidence": reply.confidence,
+        details = {**instructions.handover.details, "intent": reply.intent, "confidence": reply.confidence,
                    "message_id": job.message_id}
-        case, created = open_case(session, conversation_id, reason, settings, details,
+        case, created = open_case(session, conversation_id, instructions.handover.reason, settings, details,
                                   bot_suggestion=visible)
         return True, (case.id if created else None), None
-    identify = instructions.get("identify") if isinstance(instructions.get("identify"), dict) else None
+    identify = dict(instructions.identify) if instructions.identify is not None else None
     known = known_issue_reply(session, reply.intent, language, settings.taxonomy)
     if known is not None and visible:
         visible = known  # an open known issue: its text and the offer to tell them when it's fixed

@@ -57,7 +57,7 @@ from sqlalchemy import bindparam, delete, inspect as sa_inspect, select, text as
 from sqlalchemy.orm import Session
 
 from bot.store import audit
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.reporting.sinks.base import ReportSink, ReportSinkError
 from bot.store.database import Store
 from bot.store.models import (
@@ -87,6 +87,8 @@ from bot.store.models import (
     TrackerEvent,
     utcnow,
 )
+from bot.reporting.sinks import build_sinks
+from bot.reporting.sinks.file import FileSink
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +118,12 @@ def _token() -> str:
 
 
 def resolve_customer(session: Session, ref: str, by: Optional[str] = None) -> int:
-    """The webcare customer id ``ref`` names; raises NotFound or BadRequest (ambiguous)."""
+    """The webcare customer id ``ref`` names; raises NotFound or InvalidInput (ambiguous)."""
     ref = (ref or "").strip()
     if not ref:
-        raise BadRequest("name a customer: a customer id, a CRM customer number or channel:external_id")
+        raise InvalidInput("name a customer: a customer id, a CRM customer number or channel:external_id")
     if by is not None and by not in BY_CHOICES:
-        raise BadRequest(f"--by must be one of {', '.join(BY_CHOICES)}")
+        raise InvalidInput(f"--by must be one of {', '.join(BY_CHOICES)}")
     found: Dict[str, int] = {}
     if by in (None, "identity") and ":" in ref:
         channel, external = ref.split(":", 1)
@@ -144,7 +146,7 @@ def resolve_customer(session: Session, ref: str, by: Optional[str] = None) -> in
         raise NotFound(f"no customer matches {ref!r} (as {by or 'customer id, CRM number or channel:external_id'})")
     if len(set(found.values())) > 1:
         kinds = ", ".join(f"{kind} -> customer {cid}" for kind, cid in sorted(found.items()))
-        raise BadRequest(f"{ref!r} is ambiguous ({kinds}); say which with --by id|crm|identity")
+        raise InvalidInput(f"{ref!r} is ambiguous ({kinds}); say which with --by id|crm|identity")
     return next(iter(found.values()))
 
 
@@ -615,8 +617,6 @@ async def erase_trackers(rasa_url: str, senders: Sequence[str],
 def digest_sinks(configured: Sequence[Mapping[str, Any]]) -> Tuple[List[ReportSink], List[str]]:
     """``reports.sinks`` for an erase, each entry built on its own (a webhook sink whose secret is
     not in this shell's environment must not stop the erase); (sinks, entries that could not be built)."""
-    from bot.reporting.sinks import build_sinks
-
     sinks: List[ReportSink] = []
     unbuilt: List[str] = []
     for index, options in enumerate(configured or [], start=1):
@@ -703,7 +703,6 @@ async def erase_customer(store: Store, ref: str, rasa_url: str, by: Optional[str
     done, failed = await erase_trackers(rasa_url, result.senders, timeout_seconds) if result.senders else ([], {})
     if done:
         await store.run(mark_trackers_erased, result.customer_id, done)
-    from bot.reporting.sinks.file import FileSink
 
     every_sink = list(sinks)
     known = {sink.describe() for sink in every_sink}

@@ -30,13 +30,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.reporting.recurring_issues import Period, comments, recurring_issue_report
+from bot.config import Config
+from bot.reporting.digest_format import DIGEST_KIND, digest_markdown, redact_words
+from bot.reporting.recurring_issues import Period, change_pct, comments, recurring_issue_report, trend
+from bot.reporting.sinks import build_sinks
 from bot.store.models import Contact, ReportDigest, utcnow
 
 logger = logging.getLogger(__name__)
 
-DIGEST_KIND = "webcare.recurring_issue_digest"
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 STALE_CLAIM = dt.timedelta(minutes=15)
 CATCH_UP = dt.timedelta(hours=24)  # a service that was down at the due time still sends within this
 DIGEST_FIELDS = ("contacts", "previous_contacts", "change_pct", "trend", "customers", "repeated", "repeat_rate",
@@ -89,8 +90,6 @@ def build_digests(session: Session, taxonomy: Any, day: dt.date, zone: ZoneInfo,
 
 
 def _owner_totals(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    from bot.reporting.recurring_issues import change_pct, trend
-
     contacts = sum(r["contacts"] for r in rows)
     previous = sum(r["previous_contacts"] for r in rows)
     repeated = sum(r["repeated"] for r in rows)
@@ -103,68 +102,6 @@ def _owner_totals(rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             "csat_asked": asked, "csat_answered": answered,
             "csat_response_rate": round(answered / asked, 4) if asked else None,
             "csat_mean": round(score / answered, 2) if answered else None}
-
-
-def _pct(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value * 100:.0f}%"
-
-
-ARROWS = {"up": "▲", "down": "▼", "flat": "►", "new": "new", "none": ""}
-
-
-def digest_markdown(digest: Dict[str, Any]) -> str:
-    """The digest as Markdown (for e-mail or a chat channel)."""
-    period = digest["period"]
-    totals = digest["totals"]
-    lines = [
-        f"# Recurring issues for {digest['owner']} — week until {digest['date']}",
-        "",
-        f"Period {period['start'][:10]} – {digest['date']} (end excluded), compared with the 7 days before.",
-        "",
-        f"**{totals['contacts']} contacts** ({_change(totals)}), repeat-contact rate {_pct(totals['repeat_rate'])}, "
-        f"CSAT {totals['csat_mean'] if totals['csat_mean'] is not None else '–'} "
-        f"({_pct(totals['csat_response_rate'])} answered).",
-        "",
-        "| root cause | contacts | before | trend | repeat rate | CSAT | answered |",
-        "|---|---:|---:|---|---:|---:|---:|",
-    ]
-    for row in digest["root_causes"]:
-        lines.append(f"| {_md(row['title'])} (`{row['root_cause']}`) | {row['contacts']} | {row['previous_contacts']} | "
-                     f"{ARROWS.get(row['trend'], '')} {_change(row)} | {_pct(row['repeat_rate'])} | "
-                     f"{row['csat_mean'] if row['csat_mean'] is not None else '–'} | {_pct(row['csat_response_rate'])} |")
-    quoted = [(row["title"], w) for row in digest["root_causes"] for w in row["customer_words"]
-              if w.get("text") is not None]
-    if quoted:
-        lines += ["", "## In the customers' words", ""]
-        lines += [f"- {_md(title)}: “{_md(w['text'])}” ({w['score']}/5)" for title, w in quoted]
-    lines += ["", f"Full report: {digest['report_path']}", ""]
-    return "\n".join(lines)
-
-
-def _change(row: Dict[str, Any]) -> str:
-    if row.get("change_pct") is None:
-        return "new" if row.get("contacts") else "no contacts"
-    return f"{row['change_pct']:+.0f}%"
-
-
-def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def redact_words(digest: Dict[str, Any], contact_ids: Collection[int], texts: Collection[str] = ()) -> int:
-    """Blank, in place, the quotes of these contacts' CSAT comments, as a GDPR erase blanks the
-    comment itself (the score stays); how many. A quote without ``contact_id`` (a digest written
-    before quotes carried it) is matched on its exact text among ``texts``."""
-    redacted = 0
-    for row in digest.get("root_causes") or []:
-        for word in row.get("customer_words") or []:
-            if not isinstance(word, dict) or word.get("text") is None:
-                continue
-            contact_id = word.get("contact_id")
-            if (contact_id in contact_ids) if contact_id is not None else (word["text"] in texts):
-                word["text"], word["erased"] = None, True
-                redacted += 1
-    return redacted
 
 
 def redact_erased_comments(session: Session, digest: Dict[str, Any]) -> int:
@@ -214,17 +151,6 @@ async def deliver(digests: Sequence[Dict[str, Any]], sinks: Sequence[Any],
 
 
 # --------------------------------------------------------------------------- scheduling
-
-
-def parse_schedule(settings: Dict[str, Any]) -> tuple:
-    weekday = str(settings.get("digest_weekday", "monday")).strip().lower()
-    if weekday not in WEEKDAYS:
-        raise ValueError(f"reports.digest_weekday must be one of {', '.join(WEEKDAYS)}, not {weekday!r}")
-    try:
-        at = dt.time.fromisoformat(str(settings.get("digest_time", "07:00")).strip())
-    except ValueError:
-        raise ValueError(f"reports.digest_time must be HH:MM, not {settings.get('digest_time')!r}") from None
-    return WEEKDAYS.index(weekday), at
 
 
 def latest_due(now: dt.datetime, zone: ZoneInfo, weekday: int, at: dt.time) -> dt.datetime:
@@ -332,13 +258,10 @@ class DigestScheduler:
         self.weekday, self.at, self.check_seconds, self.clock = weekday, at, check_seconds, clock
 
     @classmethod
-    def from_config(cls, config: Any, store: Any, taxonomy: Any, **kwargs: Any) -> "DigestScheduler":
-        from bot.reporting.sinks import build_sinks
-
-        settings = config.raw.get("reports") or {}
-        weekday, at = parse_schedule(settings)
-        return cls(store, taxonomy, build_sinks(settings.get("sinks") or []), config.opening_hours.timezone,
-                   weekday, at, **kwargs)
+    def from_config(cls, config: Config, store: Any, taxonomy: Any, **kwargs: Any) -> "DigestScheduler":
+        reports = config.reports
+        return cls(store, taxonomy, build_sinks(reports.sinks), config.opening_hours.timezone,
+                   reports.digest_weekday, reports.digest_time, **kwargs)
 
     async def tick(self) -> Optional[dt.date]:
         """Send this week's digest if it is due and nobody sent or is sending it; the week sent."""

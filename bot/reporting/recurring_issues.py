@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import BigInteger, Text, and_, case, cast, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from bot.errors import BadRequest
+from bot.errors import InvalidInput
 from bot.store.models import Contact, Customer
 
 PRESET_DAYS = (7, 28, 90)
@@ -77,7 +77,7 @@ def _parse_moment(name: str, value: str, zone: ZoneInfo) -> dt.datetime:
             return _local_midnight(dt.date.fromisoformat(value), zone)
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadRequest(f"{name} must be a date (YYYY-MM-DD) or an ISO date-time, not {value!r}",
+        raise InvalidInput(f"{name} must be a date (YYYY-MM-DD) or an ISO date-time, not {value!r}",
                          parameter=name) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
@@ -96,19 +96,19 @@ def parse_period(query: Mapping[str, str], zone: ZoneInfo, default_days: int = 2
     start, end = (query.get("start") or "").strip(), (query.get("end") or "").strip()
     if start or end:
         if not (start and end):
-            raise BadRequest("give both start and end (YYYY-MM-DD; end is not included)")
+            raise InvalidInput("give both start and end (YYYY-MM-DD; end is not included)")
         period = Period(_parse_moment("start", start, zone), _parse_moment("end", end, zone))
         if period.end <= period.start:
-            raise BadRequest(f"end ({end}) must be after start ({start})")
+            raise InvalidInput(f"end ({end}) must be after start ({start})")
         if period.days > MAX_DAYS:
-            raise BadRequest(f"a period is at most {MAX_DAYS} days, not {period.days:.0f}")
+            raise InvalidInput(f"a period is at most {MAX_DAYS} days, not {period.days:.0f}")
         if period.start.year < 2000:
-            raise BadRequest("start is before the year 2000")
+            raise InvalidInput("start is before the year 2000")
         return period
     raw = (query.get("days") or "").strip()
     if raw:
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
-            raise BadRequest(f"days must be a whole number from 1 to {MAX_DAYS}, not {raw!r}")
+            raise InvalidInput(f"days must be a whole number from 1 to {MAX_DAYS}, not {raw!r}")
         return last_days(int(raw), zone, now)
     return last_days(int(default_days), zone, now)
 
@@ -418,7 +418,7 @@ def drilldown(session: Session, code: Optional[str], period: Period, page: int =
               page_size: int = PAGE_SIZE) -> Dict[str, Any]:
     """One root cause's contacts in ``period``, newest first, one page at a time."""
     if page < 1:
-        raise BadRequest("page must be 1 or more")
+        raise InvalidInput("page must be 1 or more")
     where = and_(root_cause_filter(code), _in(period))
     total = session.execute(select(func.count()).select_from(Contact).where(where)).scalar_one()
     rows = session.execute(

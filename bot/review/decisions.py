@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, aliased
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from bot.pipeline import outbox
 from bot.store.audit import record
 from bot.customer_texts import customer_text
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.models import (
     ChannelIdentity,
     Conversation,
@@ -30,14 +30,13 @@ from bot.store.models import (
     Message,
     Mode,
     OutboxItem,
+    Purpose,
     User,
     utcnow,
 )
+from bot.cases.escalation import CaseSettings, default_settings, open_case
 
 MAX_TEXT = 4096
-if TYPE_CHECKING:  # pragma: no cover
-    from bot.cases.escalation import CaseSettings
-
 MAX_REASON = 1000
 MAX_INTENT = 120
 SNIPPET = 140
@@ -79,12 +78,12 @@ def _draft_id(draft_id: Any) -> int:
 
 def _clean_text(text: Any, what: str = "the edited text") -> str:
     if not isinstance(text, str):
-        raise BadRequest(f"{what} must be a string")
+        raise InvalidInput(f"{what} must be a string")
     text = text.replace("\r\n", "\n").strip()
     if not text:
-        raise BadRequest(f"{what} is empty")
+        raise InvalidInput(f"{what} is empty")
     if len(text) > MAX_TEXT:
-        raise BadRequest(f"{what} is {len(text)} characters; at most {MAX_TEXT} are allowed")
+        raise InvalidInput(f"{what} is {len(text)} characters; at most {MAX_TEXT} are allowed")
     return text
 
 
@@ -93,12 +92,12 @@ def clean_intent(intent: Any) -> Optional[str]:
     if intent is None:
         return None
     if not isinstance(intent, str):
-        raise BadRequest("the intent must be a string")
+        raise InvalidInput("the intent must be a string")
     intent = intent.strip()
     if not intent:
         return None
     if len(intent) > MAX_INTENT or not INTENT_PATTERN.match(intent):
-        raise BadRequest(f"{intent[:40]!r} is not an intent name (no spaces, at most {MAX_INTENT} characters)")
+        raise InvalidInput(f"{intent[:40]!r} is not an intent name (no spaces, at most {MAX_INTENT} characters)")
     return intent
 
 
@@ -190,7 +189,7 @@ def approve(session: Session, draft_id: Any, user: Any) -> Dict[str, Any]:
     draft, conversation, identity = _load(session, draft_id)
     messages = _sendable(draft.messages)
     if not messages:
-        raise BadRequest("this draft has no message to send; edit or reject it")
+        raise InvalidInput("this draft has no message to send; edit or reject it")
     items = _send(session, draft, conversation, identity, messages)
     draft.final_text = _joined(messages) or None
     record(session, user.id, "draft.approve", "draft", draft.id,
@@ -218,16 +217,16 @@ def pick(session: Session, draft_id: Any, user: Any, index: Any) -> Dict[str, An
     """Send alternative ``index`` (0-based) of the intent ranking instead."""
     draft_id = _draft_id(draft_id)
     if isinstance(index, bool) or not isinstance(index, int):
-        raise BadRequest("the index must be a whole number (0 for the first alternative)")
+        raise InvalidInput("the index must be a whole number (0 for the first alternative)")
     _claim(session, draft_id, user, DraftStatus.picked)
     draft, conversation, identity = _load(session, draft_id)
     alternatives = draft.alternatives or []
     if not 0 <= index < len(alternatives):
-        raise BadRequest(f"no alternative {index}; this draft has {len(alternatives)} (0-based index)")
+        raise InvalidInput(f"no alternative {index}; this draft has {len(alternatives)} (0-based index)")
     alternative = alternatives[index] if isinstance(alternatives[index], dict) else {}
     messages = _sendable(alternative.get("messages"))
     if not messages:
-        raise BadRequest(f"alternative {index} has no message to send")
+        raise InvalidInput(f"alternative {index} has no message to send")
     items = _send(session, draft, conversation, identity, messages)
     draft.final_text = _joined(messages) or None
     draft.corrected_intent = clean_intent(alternative.get("intent"))
@@ -238,16 +237,14 @@ def pick(session: Session, draft_id: Any, user: Any, index: Any) -> Dict[str, An
 
 
 def reject(session: Session, draft_id: Any, user: Any, reason: Any = None,
-           settings: Optional["CaseSettings"] = None) -> Dict[str, Any]:
+           settings: Optional[CaseSettings] = None) -> Dict[str, Any]:
     """Send nothing from the bot: open a case held by ``user`` (human mode)."""
-    from bot.cases.escalation import default_settings, open_case
-
     draft_id = _draft_id(draft_id)
     if reason is not None and not isinstance(reason, str):
-        raise BadRequest("the reason must be a string")
+        raise InvalidInput("the reason must be a string")
     reason = (reason or "").strip() or None
     if reason and len(reason) > MAX_REASON:
-        raise BadRequest(f"the reason is {len(reason)} characters; at most {MAX_REASON} are allowed")
+        raise InvalidInput(f"the reason is {len(reason)} characters; at most {MAX_REASON} are allowed")
     _claim(session, draft_id, user, DraftStatus.rejected)
     draft, conversation, identity = _load(session, draft_id)
     previous_mode = Mode(conversation.mode).value
@@ -258,7 +255,7 @@ def reject(session: Session, draft_id: Any, user: Any, reason: Any = None,
         session, key=f"draft:{draft.id}:handover", channel=conversation.channel,
         recipient=identity.external_id,
         payload={"text": customer_text("handed_to_agent", conversation.language)},
-        source="draft", sender="bot", conversation_id=conversation.id,
+        source="draft", sender="bot", conversation_id=conversation.id, purpose=Purpose.handover,
     )
     record(session, user.id, "draft.reject", "draft", draft.id,
            {"reason": reason, "intent": draft.intent, "mode_before": previous_mode,

@@ -1,16 +1,23 @@
 """Engines and sessions for the store (SQLite file by default, PostgreSQL by URL)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool, QueuePool
+
+from bot.events import Event, EventBus, take
+from bot.store.migrate import upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -121,14 +128,14 @@ class Store:
     SQLAlchemy here is synchronous; async code calls :meth:`run`, which executes a
     function with its own session in a worker thread and commits it (or rolls back on error).
     Sessions are never shared between concurrent tasks.
+
+    The events a unit of work recorded (:func:`bot.events.emit`) are published on
+    :attr:`events` once its transaction has committed, never when it rolled back.
     """
 
-    def __init__(self, engine: Engine, max_threads: int = 8) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from sqlalchemy.orm import sessionmaker
-
+    def __init__(self, engine: Engine, max_threads: int = 8, events: Optional[EventBus] = None) -> None:
         self.engine = engine
+        self.events = events or EventBus()
         self.sessions = sessionmaker(bind=engine, future=True, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="store")
         path = _sqlite_path(engine.url)
@@ -139,35 +146,38 @@ class Store:
         """Open the store at ``url``, bringing its schema up to date first."""
         engine = make_engine(url)
         if migrate:
-            from bot.store.migrate import upgrade
-
             upgrade(engine)
         return cls(engine)
 
     def transaction(self, fn: "Callable[..., T]", *args: Any, **kwargs: Any) -> "T":
-        """Run ``fn(session, *args, **kwargs)`` in one committed transaction."""
+        """Run ``fn(session, *args, **kwargs)`` in one committed transaction, then publish the
+        events it emitted (in the calling thread)."""
+        result, committed = self._commit(fn, *args, **kwargs)
+        self.events.publish(committed)
+        return result
+
+    def _commit(self, fn: "Callable[..., T]", *args: Any, **kwargs: Any) -> "Tuple[T, List[Event]]":
         gate = self._gate
-        if gate is None:
-            with self.sessions() as session:
-                with session.begin():
-                    return fn(session, *args, **kwargs)
-        gate.begin()
+        if gate is not None:
+            gate.begin()
         try:
             with self.sessions() as session:
                 with session.begin():
-                    return fn(session, *args, **kwargs)
+                    result = fn(session, *args, **kwargs)
+                committed = take(session)
         finally:
-            gate.end()  # after the commit (or rollback): SQLite's write lock is free again
+            if gate is not None:
+                gate.end()  # after the commit (or rollback): SQLite's write lock is free again
+        return result, committed
 
     async def run(self, fn: "Callable[..., T]", *args: Any, **kwargs: Any) -> "T":
-        """:meth:`transaction` in a worker thread, for async callers."""
-        import asyncio
-        import functools
-
+        """:meth:`transaction` in a worker thread, for async callers; the events are published
+        on the caller's event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(self.transaction, fn, *args, **kwargs)
-        )
+        result, committed = await loop.run_in_executor(
+            self._executor, functools.partial(self._commit, fn, *args, **kwargs))
+        self.events.publish(committed)
+        return result
 
     def close(self) -> None:
         """Release the threads and the connection pool."""

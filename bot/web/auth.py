@@ -35,8 +35,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bot.store.audit import record
-from bot.errors import BadRequest, Conflict, Forbidden, Unauthorized, WebcareError
+from bot.errors import Conflict, InvalidInput, NotAllowed, NotAuthenticated, NotFound, RateLimited, TooLarge, WebcareError
+from bot.web.middleware import HttpError
 from bot.store.models import AuditEntry, LoginSession, Role, User, utcnow
+from bot.web.keys import CONFIG_KEY, STORE_KEY
 
 SESSION_COOKIE = "webcare_session"
 LOGIN_CSRF_COOKIE = "webcare_login_csrf"
@@ -55,12 +57,6 @@ USER_KEY = "webcare.user"  # request key: the resolved CurrentUser or None
 
 _hasher = PasswordHasher()
 _dummy_hash: Optional[str] = None
-
-
-class TooManyRequests(WebcareError):
-    """Too many failed logins for one username; try again later."""
-
-    status, code = 429, "too_many_requests"
 
 
 # --------------------------------------------------------------------------- passwords
@@ -94,7 +90,7 @@ def parse_role(role: Union[Role, str]) -> Role:
         return Role(role)
     except ValueError:
         known = ", ".join(r.value for r in Role)
-        raise BadRequest(f"unknown role {role!r}; use one of: {known}") from None
+        raise InvalidInput(f"unknown role {role!r}; use one of: {known}") from None
 
 
 # --------------------------------------------------------------------------- users
@@ -110,18 +106,18 @@ def create_user(
     """Add a console user. Usernames are case-insensitive and unique."""
     name = normalize_username(username)
     if not USERNAME_PATTERN.match(name):
-        raise BadRequest(
+        raise InvalidInput(
             "a username is 1-80 characters: letters, digits, '.', '_', '@' or '-', "
             "starting with a letter or digit"
         )
     parsed_role = parse_role(role)
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-        raise BadRequest(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise InvalidInput(f"the password must be at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise BadRequest(f"the password must be at most {MAX_PASSWORD_LENGTH} characters")
+        raise InvalidInput(f"the password must be at most {MAX_PASSWORD_LENGTH} characters")
     display = (display_name or "").strip() or name
     if len(display) > 120:
-        raise BadRequest("the display name must be at most 120 characters")
+        raise InvalidInput("the display name must be at most 120 characters")
     exists = session.execute(select(User.id).where(User.username == name)).scalar_one_or_none()
     if exists is not None:
         raise Conflict(f"user {name!r} already exists")
@@ -212,7 +208,7 @@ def login(
     user = session.execute(select(User).where(User.username == name)).scalar_one_or_none()
     if _recent_failures(session, name, user, now) >= MAX_FAILED_LOGINS:
         minutes = int(THROTTLE_WINDOW.total_seconds() // 60)
-        return LoginOutcome(error=TooManyRequests(
+        return LoginOutcome(error=RateLimited(
             f"too many failed logins for this username; try again in up to {minutes} minutes"))
     if len(password) > MAX_PASSWORD_LENGTH:
         ok = False
@@ -224,7 +220,7 @@ def login(
     if not ok:
         target = user.id if user is not None else None
         record(session, None, "login.failed", "user", target, {"username": name[:80]})
-        return LoginOutcome(error=Unauthorized("wrong username or password"))
+        return LoginOutcome(error=NotAuthenticated("wrong username or password"))
     assert user is not None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -273,14 +269,10 @@ def logout(session: Session, token: str) -> bool:
 
 
 def _store(request: web.Request) -> Any:
-    from bot.web.app import STORE_KEY
-
     return request.app[STORE_KEY]
 
 
 def _console_config(request: web.Request) -> Any:
-    from bot.web.app import CONFIG_KEY
-
     return request.app[CONFIG_KEY].console
 
 
@@ -322,9 +314,9 @@ def check_login_csrf(request: web.Request, submitted: Optional[str]) -> None:
     """The login form's token must match its cookie, else 403."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not submitted:
-        raise Forbidden("missing CSRF token: reload the login page and try again")
+        raise NotAllowed("missing CSRF token: reload the login page and try again")
     if not cookie or not hmac.compare_digest(cookie.encode(), str(submitted).encode()):
-        raise Forbidden("the login form has expired or was not sent by this site; reload the login page")
+        raise NotAllowed("the login form has expired or was not sent by this site; reload the login page")
 
 
 def is_html_page_request(request: web.Request) -> bool:
@@ -365,10 +357,10 @@ def require_role(*roles: Union[Role, str]) -> Callable[[Handler], Handler]:
             if user is None:
                 if is_html_page_request(request):
                     raise login_redirect(request)
-                raise Unauthorized("log in first")
+                raise NotAuthenticated("log in first")
             if user.role not in allowed:
                 needed = " or ".join(sorted(r.value for r in allowed))
-                raise Forbidden(f"this needs the role {needed}; you are {user.role.value}")
+                raise NotAllowed(f"this needs the role {needed}; you are {user.role.value}")
             return await handler(request)
 
         guarded.webcare_roles = allowed  # type: ignore[attr-defined]
@@ -402,13 +394,9 @@ async def check_csrf(request: web.Request, user: CurrentUser) -> None:
         value = form.get(CSRF_FIELD)
         token = value if isinstance(value, str) else None
     if not token:
-        raise Forbidden(f"missing CSRF token: send the {CSRF_HEADER} header or the {CSRF_FIELD} form field")
+        raise NotAllowed(f"missing CSRF token: send the {CSRF_HEADER} header or the {CSRF_FIELD} form field")
     if not hmac.compare_digest(token.encode("utf-8"), user.csrf_token.encode("utf-8")):
-        raise Forbidden("the CSRF token does not match this session; reload the page")
-
-
-class MethodNotAllowed(WebcareError):
-    status, code = 405, "method_not_allowed"
+        raise NotAllowed("the CSRF token does not match this session; reload the page")
 
 
 SECURITY_HEADERS = {
@@ -432,7 +420,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if user is None:
             if _is_console_path(path):
                 raise login_redirect(request)
-            raise Unauthorized("log in first")
+            raise NotAuthenticated("log in first")
         await check_csrf(request, user)
     try:
         response = await handler(request)
@@ -449,18 +437,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def _as_webcare_error(exc: web.HTTPException) -> WebcareError:
     """aiohttp's own 404/405/413 under /api as JSON errors."""
-    from bot.errors import NotFound, PayloadTooLarge
-
     if exc.status == 404:
         return NotFound("no such API endpoint")
     if exc.status == 405:
         allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return MethodNotAllowed(f"method not allowed here; allowed: {allowed}")
+        return HttpError(405, "method_not_allowed", f"method not allowed here; allowed: {allowed}")
     if exc.status == 413:
-        return PayloadTooLarge("request body too large")
-    error = WebcareError(exc.reason or "request failed")
-    error.status = exc.status  # type: ignore[misc]
-    return error
+        return TooLarge("request body too large")
+    return HttpError(exc.status, "bad_request", exc.reason or "request failed")
 
 
 def setup_auth(app: web.Application) -> None:

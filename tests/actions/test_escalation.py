@@ -13,7 +13,7 @@ from actions.escalation_rules import (
     DEFAULT_FALLBACK_THRESHOLD, Escalation, Turn, detect_escalation, fallback_threshold,
     turns_since_reset,
 )
-from actions.payloads import handover_payload
+from bot.protocol import handover_payload
 from tests.actions.trackers import make_tracker
 
 THRESHOLD = 0.35

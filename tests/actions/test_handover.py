@@ -7,7 +7,7 @@ import pytest
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.handover import ActionHandover
-from actions.payloads import handover_payload
+from bot.protocol import handover_payload
 from tests.actions.trackers import make_tracker
 
 

@@ -12,7 +12,7 @@ from actions.identification import (
     ActionSubmitIdentification, ValidateIdentificationForm, fresh_answer, parse_address,
     parse_customer_number, parse_house_number, parse_postcode, says_dont_know, wants_to_stop,
 )
-from actions.payloads import identify_payload
+from bot.protocol import identify_payload
 from tests.actions.trackers import make_tracker
 
 FORM = "identification_form"

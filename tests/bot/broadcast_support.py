@@ -80,8 +80,10 @@ async def run_until_done(store: Store, broadcaster: Broadcaster, dispatcher: Dis
     """Run the broadcaster and the dispatcher until no broadcast is sending any more."""
     import asyncio
 
+    from bot.events import OutboxQueued
     from bot.outreach.broadcasts import active_broadcasts
 
+    store.events.subscribe(OutboxQueued, lambda _: dispatcher.wake())  # as bot.service wires it
     tasks = [asyncio.create_task(broadcaster.run()), asyncio.create_task(dispatcher.run())]
     try:
         loop = asyncio.get_running_loop()

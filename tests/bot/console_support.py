@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.web.app import STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import STORE_KEY
 from bot.web.auth import create_user
 from bot.config import Config, load_config
 from bot.store.database import Store

@@ -1,6 +1,7 @@
 """webcare.yml + environment variables -> a validated Config, or a ConfigError saying what is wrong."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,21 @@ def test_explicit_path_and_partial_sections(tmp_path: Path) -> None:
     assert config.rasa.url == "http://rasa:5005"  # trailing slash stripped
     assert config.rasa.actions_url == "http://127.0.0.1:5055"
     assert config.opening_hours.describe("en") == "Mo–Fr 08:00–20:00, Sa 09:00–17:00, Su 12:00–16:00"
+
+
+def test_opening_hours_exceptions_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, (
+        "opening_hours:\n"
+        "  exceptions:\n"
+        "    2026-12-24: '08:00-16:00'\n"  # unquoted: YAML reads a date
+        "    '2026-12-31': {hours: '08:00-12:00', name: Oudejaarsdag}\n"
+        "    koningsdag: closed\n"
+    ))
+    hours = load_config(str(path), environ={}).opening_hours
+    assert hours.days == OpeningHours.from_config(DEFAULT_OPENING_HOURS).days  # the weekdays stay default
+    assert [e.key for e in hours.exceptions] == ["2026-12-24", "2026-12-31", "koningsdag"]
+    assert hours.hours_on(dt.date(2026, 12, 24)).span == (dt.time(8), dt.time(16))
+    assert hours.hours_on(dt.date(2026, 4, 27)).name("en") == "King's Day"
 
 
 def test_webcare_config_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,6 +204,9 @@ def test_section_must_be_a_mapping(tmp_path: Path) -> None:
         ("opening_hours:\n  friday: '20:00-08:00'\n", "closes before it opens"),
         ("opening_hours:\n  timezone: Europe/Amsterdm\n", "unknown time zone"),
         ("opening_hours:\n  weekend: closed\n", "weekend"),
+        ("opening_hours:\n  exceptions:\n    2026-02-30: closed\n", "opening_hours.exceptions: '2026-02-30' is not a valid date"),
+        ("opening_hours:\n  exceptions:\n    2026-12-24: '16:00-08:00'\n", "opening_hours.exceptions.2026-12-24: '16:00-08:00' closes before it opens"),
+        ("opening_hours:\n  exceptions:\n    kerst: closed\n", "'kerst' is neither a date"),
     ],
 )
 def test_opening_hours_errors_become_config_errors(tmp_path: Path, yaml_text: str, expected: str) -> None:

@@ -21,7 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from sqlalchemy import func, select
 
-from bot.web.app import STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import STORE_KEY
 from bot.config import load_config
 from bot.store.models import ChannelIdentity, Conversation, Customer, Message
 from connectors.signing import SIGNATURE_HEADER, sign

@@ -19,7 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
 from bot import cli
-from bot.web.app import CONNECTORS_KEY, STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import CONNECTORS_KEY, STORE_KEY
 from bot.config import load_config
 from bot.pipeline.dispatcher import Dispatcher, claim_due
 from bot.pipeline.outbox import enqueue

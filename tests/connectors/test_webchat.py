@@ -21,7 +21,8 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
-from bot.web.app import CONNECTORS_KEY, DISPATCHER_KEY, STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import CONNECTORS_KEY, DISPATCHER_KEY, STORE_KEY
 from bot.config import load_config
 from bot.pipeline.dispatcher import claim_due
 from bot.pipeline.outbox import enqueue

@@ -11,7 +11,8 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bot.web.app import CONNECTORS_KEY, STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import CONNECTORS_KEY, STORE_KEY
 from bot.config import load_config
 from bot.store.models import Conversation, Message
 from connectors.base import ConnectorError

@@ -26,7 +26,8 @@ import yaml
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from bot.web.app import STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import STORE_KEY
 from bot.web.auth import create_user
 from bot.config import load_config
 from bot.reporting.charts import CURRENT, PREVIOUS

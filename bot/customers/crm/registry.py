@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Type
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Type, Union
 
+from bot.config import CrmConfig
 from bot.customers.crm.base import CrmAdapter, CrmError
 from bot.plugins import plugin_class
 
@@ -32,8 +33,10 @@ def crm_class(adapter: str) -> Type[CrmAdapter]:
                         kind="CRM adapter", error=CrmError)
 
 
-def load_crm(config_section: Mapping[str, Any], store: "Store") -> CrmAdapter:
-    """Build the adapter of the ``crm`` section (call :meth:`CrmAdapter.start` before use)."""
+def load_crm(config: Union[CrmConfig, Mapping[str, Any]], store: "Store") -> CrmAdapter:
+    """Build the adapter of the ``crm`` section (call :meth:`CrmAdapter.start` before use);
+    adapters receive the section as a mapping (:meth:`bot.config.CrmConfig.as_mapping`)."""
+    config_section = config.as_mapping() if isinstance(config, CrmConfig) else config
     cls = crm_class(str(config_section.get("adapter") or ""))
     adapter = cls.from_config(config_section, store)
     logger.info("CRM adapter: %s", cls.__name__)

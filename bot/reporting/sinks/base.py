@@ -30,7 +30,7 @@ class ReportSink:
 
     async def erase_comments(self, contact_ids: Collection[int], texts: Collection[str] = ()) -> Optional[int]:
         """GDPR erase: blank these contacts' CSAT comments in the digests this sink keeps
-        (``bot.reporting.digest.redact_words``); how many digests changed, or None when what was delivered
+        (``bot.reporting.digest_format.redact_words``); how many digests changed, or None when what was delivered
         cannot be reached any more (sent elsewhere: the default)."""
         return None
 

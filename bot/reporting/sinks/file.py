@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Collection, Dict, List, Mapping, Optional
 
+from bot.reporting.digest_format import DIGEST_KIND, digest_markdown, redact_words
 from bot.reporting.sinks.base import ReportSink, ReportSinkError
 
 
@@ -64,8 +65,6 @@ class FileSink(ReportSink):
     async def erase_comments(self, contact_ids: Collection[int], texts: Collection[str] = ()) -> Optional[int]:
         """Rewrite (atomically) each digest in ``directory`` that quotes these contacts' comments,
         its ``.md`` too; how many were rewritten. Files that are not digests are left alone."""
-        from bot.reporting.digest import DIGEST_KIND, redact_words
-
         def rewrite() -> int:
             if not self.directory.is_dir():
                 return 0
@@ -92,8 +91,6 @@ class FileSink(ReportSink):
 
 def write_digest(digest: Dict[str, Any], json_path: Path, md_path: Optional[Path]) -> None:
     """Write ``digest`` as JSON and (unless ``md_path`` is None) as Markdown, each atomically."""
-    from bot.reporting.digest import digest_markdown
-
     write_atomically(json_path, json.dumps(digest, indent=2, ensure_ascii=False) + "\n")
     if md_path is not None:
         write_atomically(md_path, digest_markdown(digest))

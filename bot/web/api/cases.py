@@ -11,11 +11,12 @@ from aiohttp import web
 
 from bot.web import auth
 from bot.cases import escalation as cases
-from bot.web.api.drafts import _cases, _config, _store, _woken, read_json
+from bot.web.api.drafts import _cases, _config, _store, read_json
 from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.customers.identification import agent_link
 from bot.store.models import Role
+from bot.web.keys import CRM_KEY
 
 HANDLE_ROLES = (Role.agent, Role.admin)
 READ_ROLES = (Role.agent, Role.admin, Role.process_owner)
@@ -29,16 +30,7 @@ def case_id(request: web.Request) -> int:
 
 
 def _crm(request: web.Request) -> Any:
-    from bot.web.app import CRM_KEY
-
     return request.app[CRM_KEY]
-
-
-def case_opened_again(request: web.Request, case: int) -> None:
-    """Fetch the CRM profile again (after a link)."""
-    from bot.web.app import case_opened
-
-    case_opened(request.app, case)
 
 
 @require_role(*READ_ROLES)
@@ -61,7 +53,6 @@ async def reply(request: web.Request) -> web.Response:
     body = await read_json(request)
     result = await _store(request).run(cases.reply, case_id(request), request[auth.USER_KEY],
                                        body.get("text"), body.get("token"))
-    _woken(request)
     return web.json_response(result)
 
 
@@ -86,7 +77,6 @@ async def close(request: web.Request) -> web.Response:
     body = await read_json(request)
     result = await _store(request).run(cases.close, case_id(request), request[auth.USER_KEY],
                                        body.get("root_cause"), body.get("resolution"), _cases(request))
-    _woken(request)
     return web.json_response(result)
 
 
@@ -97,13 +87,12 @@ async def link(request: web.Request) -> web.Response:
     number = case_id(request)
     result = await agent_link(_store(request), _crm(request), number, request[auth.USER_KEY],
                               body.get("identity_id"), body.get("customer_number"),
-                              float(_config(request).crm.get("timeout_seconds", 2.0)))
-    case_opened_again(request, number)
+                              _config(request).crm.timeout_seconds)
     return web.json_response(result)
 
 
 def setup_case_api(app: web.Application) -> None:
-    """Register ``/api/cases`` routes (auth is set up by :func:`bot.web.api.drafts.setup_api`)."""
+    """Register ``/api/cases`` routes (auth is set up by :func:`bot.web.api.setup_api`)."""
     router = app.router
     router.add_get("/api/cases", list_cases, name="api_cases")
     router.add_get("/api/cases/{id}", get_case, name="api_case")

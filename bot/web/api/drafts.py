@@ -13,35 +13,22 @@ from aiohttp import web
 from bot.web import auth
 from bot.review import decisions as drafts
 from bot.web.auth import public, require_role
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.store.models import Role, utcnow
+from bot.web.keys import CASES_KEY, CONFIG_KEY, STORE_KEY
 
 DRAFT_ROLES = (Role.agent, Role.admin)
 
 
 def _store(request: web.Request) -> Any:
-    from bot.web.app import STORE_KEY
-
     return request.app[STORE_KEY]
 
 
 def _cases(request: web.Request) -> Any:
-    from bot.web.app import CASES_KEY
-
     return request.app[CASES_KEY]
 
 
-def _woken(request: web.Request) -> None:
-    """Deliver what a decision queued (outbox, tracker events) now."""
-    from bot.web.app import DISPATCHER_KEY, TRACKER_SYNC_KEY
-
-    request.app[DISPATCHER_KEY].wake()
-    request.app[TRACKER_SYNC_KEY].wake()
-
-
 def _config(request: web.Request) -> Any:
-    from bot.web.app import CONFIG_KEY
-
     return request.app[CONFIG_KEY]
 
 
@@ -50,16 +37,16 @@ async def read_json(request: web.Request, *, required: bool = True) -> Dict[str,
     raw = await request.read()
     if not raw.strip():
         if required:
-            raise BadRequest("the request body must be a JSON object")
+            raise InvalidInput("the request body must be a JSON object")
         return {}
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise BadRequest("the request body is not UTF-8") from None
+        raise InvalidInput("the request body is not UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
+        raise InvalidInput(f"malformed JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
+        raise InvalidInput("the request body must be a JSON object")
     return body
 
 
@@ -77,13 +64,13 @@ def _draft_id(request: web.Request) -> int:
 async def api_login(request: web.Request) -> web.Response:
     """``{"username", "password"}`` → session cookie + ``csrf_token``."""
     if request.content_type != "application/json":
-        raise BadRequest("send the credentials as JSON with Content-Type: application/json")
+        raise InvalidInput("send the credentials as JSON with Content-Type: application/json")
     body = await read_json(request)
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not username.strip():
-        raise BadRequest("missing field 'username' (a string)")
+        raise InvalidInput("missing field 'username' (a string)")
     if not isinstance(password, str) or not password:
-        raise BadRequest("missing field 'password' (a string)")
+        raise InvalidInput("missing field 'password' (a string)")
     outcome = await _store(request).run(
         auth.login, username, password, session_hours=_config(request).console.session_hours,
         replaces=request.cookies.get(auth.SESSION_COOKIE),
@@ -141,7 +128,7 @@ async def approve(request: web.Request) -> web.Response:
 async def edit(request: web.Request) -> web.Response:
     body = await read_json(request)
     if "text" not in body:
-        raise BadRequest("missing field 'text'")
+        raise InvalidInput("missing field 'text'")
     result = await _store(request).run(drafts.edit, _draft_id(request), request[auth.USER_KEY],
                                        body["text"], body.get("intent"))
     return web.json_response(result)
@@ -151,7 +138,7 @@ async def edit(request: web.Request) -> web.Response:
 async def pick(request: web.Request) -> web.Response:
     body = await read_json(request)
     if "index" not in body:
-        raise BadRequest("missing field 'index' (0 for the first alternative)")
+        raise InvalidInput("missing field 'index' (0 for the first alternative)")
     result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], body["index"])
     return web.json_response(result)
 
@@ -161,16 +148,11 @@ async def reject(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     result = await _store(request).run(drafts.reject, _draft_id(request), request[auth.USER_KEY],
                                        body.get("reason"), _cases(request))
-    from bot.web.app import case_opened
-
-    case_opened(request.app, result["case_id"])  # its CRM profile and slots
-    _woken(request)
     return web.json_response(result)
 
 
-def setup_api(app: web.Application) -> None:
-    """Register the JSON API and the auth middleware."""
-    auth.setup_auth(app)
+def setup_draft_api(app: web.Application) -> None:
+    """Register login, logout, ``/api/me`` and the ``/api/drafts`` routes."""
     router = app.router
     router.add_post("/api/login", api_login, name="api_login")
     router.add_post("/api/logout", api_logout, name="api_logout")
@@ -181,9 +163,3 @@ def setup_api(app: web.Application) -> None:
     router.add_post("/api/drafts/{id}/edit", edit, name="api_draft_edit")
     router.add_post("/api/drafts/{id}/pick", pick, name="api_draft_pick")
     router.add_post("/api/drafts/{id}/reject", reject, name="api_draft_reject")
-    from bot.web.api.cases import setup_case_api
-
-    setup_case_api(app)
-    from bot.web.api.known_issues import setup_known_issue_api
-
-    setup_known_issue_api(app)

@@ -27,15 +27,6 @@ def known_issue_id(request: web.Request) -> int:
     return int(value)
 
 
-def changed(request: web.Request) -> None:
-    """Open issues changed: re-read them now here; start announcing."""
-    from bot.web.app import BROADCASTER_KEY, DISPATCHER_KEY
-
-    known_issues.forget_cache()
-    request.app[BROADCASTER_KEY].wake()
-    request.app[DISPATCHER_KEY].wake()
-
-
 def _progress_of(session: Any, issue_id: int) -> Any:
     broadcast_id = broadcasts.latest_broadcast(session, issue_id)
     if broadcast_id is None:
@@ -70,7 +61,6 @@ async def open_issue(request: web.Request) -> web.Response:
     result = await _store(request).run(known_issues.open_known_issue, request[auth.USER_KEY], body.get("root_cause"),
                                        body.get("title"), body.get("text_nl"), body.get("text_en"),
                                        _cases(request).taxonomy)
-    changed(request)
     return web.json_response(result, status=201)
 
 
@@ -87,7 +77,6 @@ async def resolve(request: web.Request) -> web.Response:
     result = await _store(request).run(broadcasts.resolve, known_issue_id(request), request[auth.USER_KEY],
                                        body.get("fix_text_nl"), body.get("fix_text_en"), body.get("window_days"),
                                        body.get("include_contacted", False))
-    changed(request)
     return web.json_response(result)
 
 
@@ -103,7 +92,7 @@ async def report_csv(request: web.Request) -> web.Response:
 
 
 def setup_known_issue_api(app: web.Application) -> None:
-    """Register ``/api/known-issues`` routes (auth is set up by :func:`bot.web.api.drafts.setup_api`)."""
+    """Register ``/api/known-issues`` routes (auth is set up by :func:`bot.web.api.setup_api`)."""
     router = app.router
     router.add_get("/api/known-issues", list_issues, name="api_known_issues")
     router.add_post("/api/known-issues", open_issue, name="api_known_issue_open")

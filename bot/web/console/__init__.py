@@ -4,6 +4,19 @@
 """
 from __future__ import annotations
 
-from bot.web.console.views import setup_console
+from aiohttp import web
 
-__all__ = ["setup_console"]
+from bot.web.auth import setup_auth
+from bot.web.console.case_views import setup_case_pages
+from bot.web.console.known_issue_views import setup_known_issue_pages
+from bot.web.console.report_views import setup_report_pages
+from bot.web.console.views import setup_draft_pages
+
+
+def setup_console(app: web.Application) -> None:
+    """Register the console's pages and static files (and the auth middleware)."""
+    setup_auth(app)
+    setup_draft_pages(app)
+    setup_case_pages(app)
+    setup_report_pages(app)
+    setup_known_issue_pages(app)

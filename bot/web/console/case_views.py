@@ -6,12 +6,14 @@ from typing import Any, Dict, Optional
 
 from aiohttp import web
 
+from bot.web.middleware import status_of
 from bot.cases import escalation as cases
 from bot.web.auth import USER_KEY, require_role
-from bot.web.api.cases import HANDLE_ROLES, READ_ROLES, _crm, case_id, case_opened_again
+from bot.web.api.cases import HANDLE_ROLES, READ_ROLES, _crm, case_id
 from bot.web.console.views import _config, _see_other, _store, _text_field, render
-from bot.errors import BadRequest, Conflict, Unavailable
+from bot.errors import InvalidInput, Conflict, Unavailable
 from bot.customers.identification import agent_link
+from bot.web.keys import CASES_KEY
 
 TRIGGER_LABELS = {
     "request_human": "asked for a human",
@@ -32,16 +34,7 @@ DONE = {"reply": "Reply queued for delivery", "note": "Note added", "assign": "C
 
 
 def _cases_settings(request: web.Request) -> Any:
-    from bot.web.app import CASES_KEY
-
     return request.app[CASES_KEY]
-
-
-def _wake(request: web.Request) -> None:
-    from bot.web.app import DISPATCHER_KEY, TRACKER_SYNC_KEY
-
-    request.app[DISPATCHER_KEY].wake()
-    request.app[TRACKER_SYNC_KEY].wake()
 
 
 @require_role(*READ_ROLES)
@@ -94,11 +87,9 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
                             _cases_settings(request))
         elif action == "link":
             await agent_link(store, _crm(request), number, user, fields["identity_id"],
-                             fields["customer_number"], float(_config(request).crm.get("timeout_seconds", 2.0)))
-            case_opened_again(request, number)
-    except (BadRequest, Conflict, Unavailable) as error:
-        return await _render_case(request, number, error=error.reason, status=error.status, form=fields)
-    _wake(request)
+                             fields["customer_number"], _config(request).crm.timeout_seconds)
+    except (InvalidInput, Conflict, Unavailable) as error:
+        return await _render_case(request, number, error=error.reason, status=status_of(error), form=fields)
     return _see_other(f"/console/cases/{number}?done={action}")
 
 

@@ -5,12 +5,14 @@ from typing import Any, Dict, Optional
 
 from aiohttp import web
 
+from bot.web.middleware import status_of
 from bot.outreach import broadcasts
 from bot.outreach import known_issues
 from bot.web.auth import USER_KEY, require_role
 from bot.web.console.views import _see_other, _store, _text_field, render
-from bot.errors import BadRequest, Conflict
-from bot.web.api.known_issues import OWNER_ROLES, changed, csv_response, known_issue_id
+from bot.errors import InvalidInput, Conflict
+from bot.web.api.known_issues import OWNER_ROLES, csv_response, known_issue_id
+from bot.web.keys import CASES_KEY
 
 DONE = {"opened": "Known issue opened: the bot now answers matching questions with its text.",
         "resolved": "Known issue resolved: the fix announcement is on its way."}
@@ -19,8 +21,6 @@ RESOLVE_FIELDS = ("fix_text_nl", "fix_text_en", "window_days", "include_contacte
 
 
 def _taxonomy(request: web.Request) -> Any:
-    from bot.web.app import CASES_KEY
-
     return request.app[CASES_KEY].taxonomy
 
 
@@ -49,9 +49,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         result = await _store(request).run(known_issues.open_known_issue, request[USER_KEY], fields["root_cause"],
                                            fields["title"], fields["text_nl"], fields["text_en"],
                                            _taxonomy(request))
-    except (BadRequest, Conflict) as error:
-        return _new_form(request, error=error.reason, form=fields, status=error.status)
-    changed(request)
+    except (InvalidInput, Conflict) as error:
+        return _new_form(request, error=error.reason, form=fields, status=status_of(error))
     return _see_other(f"/console/known-issues/{result['id']}?done=opened")
 
 
@@ -78,9 +77,8 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     try:
         await _store(request).run(broadcasts.resolve, number, request[USER_KEY], fields["fix_text_nl"],
                                   fields["fix_text_en"], fields["window_days"], fields["include_contacted"] or False)
-    except (BadRequest, Conflict) as error:
-        return await _render_issue(request, number, error=error.reason, form=fields, status=error.status)
-    changed(request)
+    except (InvalidInput, Conflict) as error:
+        return await _render_issue(request, number, error=error.reason, form=fields, status=status_of(error))
     return _see_other(f"/console/known-issues/{number}?done=resolved")
 
 

@@ -16,21 +16,20 @@ from aiohttp import web
 from bot.reporting import recurring_issues as reports
 from bot.web.auth import require_role
 from bot.web.console.views import _config, _store, render
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.store.models import Role
+from bot.web.keys import CASES_KEY
 
 REPORT_ROLES = (Role.process_owner, Role.admin)
 ARROWS = {"up": "▲", "down": "▼", "flat": "►", "new": "new", "none": ""}
 
 
 def _taxonomy(request: web.Request) -> Any:
-    from bot.web.app import CASES_KEY
-
     return request.app[CASES_KEY].taxonomy
 
 
-def _settings(request: web.Request) -> Dict[str, Any]:
-    return _config(request).raw.get("reports") or {}
+def _default_days(request: web.Request) -> int:
+    return _config(request).reports.default_period_days
 
 
 def _zone(request: web.Request) -> Any:
@@ -38,7 +37,7 @@ def _zone(request: web.Request) -> Any:
 
 
 def _period(request: web.Request) -> reports.Period:
-    return reports.parse_period(request.query, _zone(request), int(_settings(request).get("default_period_days", 28)))
+    return reports.parse_period(request.query, _zone(request), _default_days(request))
 
 
 def _period_query(request: web.Request) -> Dict[str, str]:
@@ -63,7 +62,7 @@ def _code(request: web.Request) -> Optional[str]:
 def _page(request: web.Request) -> int:
     raw = request.query.get("page", "1")
     if not raw.isdigit() or int(raw) < 1:
-        raise BadRequest(f"page must be a whole number from 1, not {raw!r}")
+        raise InvalidInput(f"page must be a whole number from 1, not {raw!r}")
     return int(raw)
 
 
@@ -102,7 +101,7 @@ async def reports_page(request: web.Request) -> web.Response:
         "presets": reports.PRESET_DAYS,
         "selected_days": request.query.get("days") if not (request.query.get("start") or request.query.get("end"))
         else None,
-        "default_days": int(_settings(request).get("default_period_days", 28)),
+        "default_days": _default_days(request),
         "query": query,
         "suffix": suffix,
         "chart_causes": "/console/reports/chart.png?" + urlencode({**query, "kind": "causes"}),
@@ -145,7 +144,7 @@ async def chart_png(request: web.Request) -> web.Response:
 
     kind = request.query.get("kind", "causes")
     if kind not in CHARTS:
-        raise BadRequest(f"kind must be one of {', '.join(CHARTS)}, not {kind!r}")
+        raise InvalidInput(f"kind must be one of {', '.join(CHARTS)}, not {kind!r}")
     period = _period(request)
     data = await _store(request).run(reports.chart_data, period)
     png = await asyncio.get_running_loop().run_in_executor(None, render_chart, kind, data, _title(request))

@@ -10,16 +10,17 @@ import jinja2
 from aiohttp import web
 
 from bot import __version__
+from bot.web.middleware import status_of
 from bot.web import auth
 from bot.review import decisions as drafts
 from bot.web.auth import USER_KEY, public, require_role
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.models import Role
+from bot.web.keys import CASES_KEY, CONFIG_KEY, JINJA_KEY, STORE_KEY
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-JINJA_KEY = web.AppKey("webcare.console.jinja", jinja2.Environment)
 DRAFT_ROLES = (Role.agent, Role.admin)
 DONE_LABELS = {"approved": "approved and sent", "edited": "sent as edited", "picked": "answered with the alternative",
                "rejected": "rejected; the conversation is now yours"}
@@ -29,14 +30,10 @@ STATUS_LABELS = {"pending": "Waiting for a decision", "approved": "Approved", "e
 
 
 def _store(request: web.Request) -> Any:
-    from bot.web.app import STORE_KEY
-
     return request.app[STORE_KEY]
 
 
 def _config(request: web.Request) -> Any:
-    from bot.web.app import CONFIG_KEY
-
     return request.app[CONFIG_KEY]
 
 
@@ -168,7 +165,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     )
     if outcome.error is not None:
         return _login_form(request, next_url=next_url, error=outcome.error.reason[:1].upper()
-                           + outcome.error.reason[1:] + ".", username=username, status=outcome.error.status)
+                           + outcome.error.reason[1:] + ".", username=username, status=status_of(outcome.error))
     response = _see_other(auth.safe_next(next_url))
     auth.set_session_cookie(request, response, outcome.token)
     response.del_cookie(auth.LOGIN_CSRF_COOKIE, path=auth.LOGIN_PATH)
@@ -252,17 +249,14 @@ async def _decide(request: web.Request, action: str) -> web.StreamResponse:
         elif action == "pick":
             raw = _text_field(form, "index") or ""
             if not raw.strip().isdigit():
-                raise BadRequest("choose an alternative")
+                raise InvalidInput("choose an alternative")
             result = await store.run(drafts.pick, draft_id, user, int(raw))
         else:
-            from bot.web.app import CASES_KEY, case_opened
-
             result = await store.run(drafts.reject, draft_id, user, _text_field(form, "reason"),
                                      request.app[CASES_KEY])
-            case_opened(request.app, result["case_id"])  # its CRM profile and slots
-    except (BadRequest, Conflict) as error:
+    except (InvalidInput, Conflict) as error:
         # Show the draft again with the reason (and keep what the agent typed).
-        return await _render_draft(request, draft_id, error=error.reason, status=error.status,
+        return await _render_draft(request, draft_id, error=error.reason, status=status_of(error),
                                    edit_text=_text_field(form, "text") if action == "edit" else None,
                                    edit_intent=_text_field(form, "intent") if action == "edit" else None)
     status = result["draft"]["status"]
@@ -291,9 +285,8 @@ async def reject(request: web.Request) -> web.StreamResponse:
     return await _decide(request, "reject")
 
 
-def setup_console(app: web.Application) -> None:
-    """Register the console's pages and static files (and the auth middleware)."""
-    auth.setup_auth(app)
+def setup_draft_pages(app: web.Application) -> None:
+    """Register login, logout, the draft queue, one draft and its decision forms, the static files."""
     _environment(app)
     router = app.router
     router.add_get("/console", home, name="console_home")
@@ -306,13 +299,4 @@ def setup_console(app: web.Application) -> None:
     router.add_post("/console/drafts/{id}/edit", edit, name="console_draft_edit")
     router.add_post("/console/drafts/{id}/pick", pick, name="console_draft_pick")
     router.add_post("/console/drafts/{id}/reject", reject, name="console_draft_reject")
-    from bot.web.console.case_views import setup_case_pages
-
-    setup_case_pages(app)
-    from bot.web.console.report_views import setup_report_pages
-
-    setup_report_pages(app)
-    from bot.web.console.known_issue_views import setup_known_issue_pages
-
-    setup_known_issue_pages(app)
     router.add_static("/console/static", str(STATIC), name="console_static", append_version=False)

@@ -16,7 +16,7 @@ from bot.cases.escalation import CaseSettings, default_settings, expected_wait, 
 from bot.config import DEFAULTS
 from bot.customer_texts import customer_text
 from bot.pipeline.drafting_policy import DraftingPolicy
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
 from bot.pipeline.intake import store_inbound
 from bot.opening_hours import OpeningHours
 from bot.pipeline.rasa_client import RasaReply
@@ -35,7 +35,8 @@ from bot.store.models import (
     TrackerEvent,
     User,
 )
-from bot.pipeline.worker import apply_reply, claim_conversations, next_job
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import apply_reply, next_job
 from connectors.base import InboundMessage
 
 POLICY = DraftingPolicy.from_config(DEFAULTS["drafting"])
@@ -152,6 +153,21 @@ def test_out_of_hours_the_customer_hears_when_we_open_and_that_the_message_is_ke
     assert handover_notice(estimate, "nl", SATURDAY) == customer_text(
         "handover_closed", "nl", day="maandag", time="08:00")
     assert "kept" in handover_notice(estimate, "en", SATURDAY)
+
+
+def test_on_a_holiday_or_after_an_early_closing_the_customer_hears_the_next_real_opening(store: Store) -> None:
+    exceptions = {"2026-12-24": "08:00-16:00", "eerste_kerstdag": "closed"}
+    settings = CaseSettings(SETTINGS.taxonomy, OpeningHours.from_config({**WEEKDAYS_OPEN, "exceptions": exceptions}))
+    christmas_eve_17 = dt.datetime(2026, 12, 24, 17, 0, tzinfo=dt.timezone.utc)  # a Thursday
+    christmas_noon = dt.datetime(2026, 12, 25, 12, 0, tzinfo=dt.timezone.utc)  # a Friday
+    assert store.transaction(expected_wait, SETTINGS, christmas_eve_17).open_now  # without the exceptions
+    for now in (christmas_eve_17, christmas_noon):
+        estimate = store.transaction(expected_wait, settings, now)
+        assert not estimate.open_now and estimate.minutes is None
+        assert estimate.opens_at == dt.datetime(2026, 12, 28, 8, 0, tzinfo=dt.timezone.utc)  # Monday
+        assert handover_notice(estimate, "nl", now) == customer_text(
+            "handover_closed", "nl", day="maandag", time="08:00")
+    assert store.transaction(expected_wait, settings, christmas_eve_17 - dt.timedelta(hours=2)).open_now
 
 
 # ------------------------------------------------------------------------ opening
@@ -296,15 +312,15 @@ def test_bad_agent_input_changes_nothing(store: Store) -> None:
     case = open_one(store)
     count = len(all_of(store, OutboxItem))
     for text in ("", "   ", None, 42, "x" * 4001):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             store.transaction(cases.reply, case.id, agent, text)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(cases.reply, case.id, agent, "ok", "short")
     with pytest.raises(NotFound):
         store.transaction(cases.reply, 999, agent, "hello")
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(cases.assign, case.id, agent, 999)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(cases.add_note, case.id, agent, " ")
     assert len(all_of(store, OutboxItem)) == count and len(all_of(store, TrackerEvent)) == 1
 
@@ -328,9 +344,9 @@ def test_closing_needs_a_known_root_cause_and_hands_back_to_the_bot(store: Store
     anna = add_user(store, "anna")
     case = open_one(store)
     for root_cause in (None, "", "made_up"):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             store.transaction(cases.close, case.id, anna, root_cause, "Uitgelegd.", SETTINGS)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(cases.close, case.id, anna, "billing_amount", "", SETTINGS)
     assert get(store, Case, case.id).status == CaseStatus.open
     result = store.transaction(cases.close, case.id, anna, "billing_amount", "Uitgelegd en gecorrigeerd.", SETTINGS)

@@ -18,7 +18,8 @@ from bot.pipeline.intake import store_inbound
 from bot.rasa.stack import free_port
 from bot.store.database import Store
 from bot.store.models import Conversation, CrmCustomerRecord, Customer, OutboxItem
-from bot.pipeline.worker import claim_conversations, next_job
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import next_job
 from connectors.base import InboundMessage
 
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.customers.identity_linking import customer_history, is_merged, link_identity
 from bot.pipeline.intake import store_inbound
 from bot.store.database import Store
@@ -198,7 +198,7 @@ def test_errors(store: Store, two_channels: dict) -> None:
     with pytest.raises(NotFound):
         store.transaction(link_identity, 9999, "C-100")
     for bad in ("", "   ", "x" * 65):
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidInput):
             store.transaction(link_identity, two_channels["telegram_identity"], bad)
 
 

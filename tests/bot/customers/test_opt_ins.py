@@ -14,10 +14,12 @@ from bot.customer_texts import customer_text
 from bot.pipeline.dispatcher import Dispatcher
 from bot.pipeline.intake import store_inbound
 from bot.customers.opt_ins import may_contact, opted_out
-from bot.pipeline.service_commands import button_payload, carry_out, parse_command
+from bot.pipeline.service_buttons import button_payload, parse_command
+from bot.pipeline.service_commands import carry_out
 from bot.store.database import Store
 from bot.store.models import BroadcastRecipient, KnownIssueSubscription, OptIn, OutboxItem
-from bot.pipeline.worker import claim_conversations, next_job
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import next_job
 from connectors.base import InboundMessage
 from connectors.webhook import SignedWebhookConnector
 from tests.bot.broadcast_support import CHANNEL, SECRET, add_customer, open_issue, rows, run_until_done
@@ -67,8 +69,7 @@ async def test_no_proactive_message_without_opt_in(store: Store, monkeypatch: py
         await connector.start()
         try:
             dispatcher = Dispatcher(store, {CHANNEL: connector})
-            await run_until_done(store, Broadcaster(store, {CHANNEL: 100}, 1.0, interval_seconds=0.05,
-                                                    on_outbox=dispatcher.wake), dispatcher)
+            await run_until_done(store, Broadcaster(store, {CHANNEL: 100}, 1.0, interval_seconds=0.05), dispatcher)
         finally:
             await connector.stop()
     # The platform also got the two "stop" confirmations (they were in the outbox); the

@@ -14,9 +14,10 @@ from sqlalchemy import select, update
 
 from bot.outreach import broadcasts
 from bot.bench.broadcast import RateLimitedPlatform
+from bot.events import OutboxQueued
 from bot.outreach.broadcasts import Broadcaster, advance, progress, report, report_csv, resolve
 from bot.pipeline.dispatcher import Dispatcher
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.database import Store
 from bot.store.models import (
     AuditEntry,
@@ -95,10 +96,10 @@ def test_bad_input_changes_nothing(store: Store) -> None:
     add_customer(store, subscribe_to=issue)
     for kwargs, field in (({"window_days": 0}, "window_days"), ({"window_days": "x"}, "window_days"),
                           ({"window_days": 9999}, "window_days"), ({"include_contacted": "maybe"}, "include_contacted")):
-        with pytest.raises(BadRequest) as caught:
+        with pytest.raises(InvalidInput) as caught:
             fix(store, issue, **kwargs)
         assert caught.value.details["field"] == field
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(resolve, issue, None, "  ", "Fixed!")
     with pytest.raises(NotFound):
         fix(store, 999)
@@ -155,7 +156,7 @@ async def test_everyone_gets_it_once_in_their_language_with_a_delivery_report(
     await connector.start()
     try:
         dispatcher = Dispatcher(store, {CHANNEL: connector}, max_attempts=2)
-        broadcaster = Broadcaster(store, {CHANNEL: 200}, 1.0, interval_seconds=0.05, on_outbox=dispatcher.wake)
+        broadcaster = Broadcaster(store, {CHANNEL: 200}, 1.0, interval_seconds=0.05)
         broadcast_id = fix(store, issue)["broadcast_id"]
         await run_until_done(store, broadcaster, dispatcher)
     finally:
@@ -196,7 +197,8 @@ async def test_a_broadcast_killed_half_way_and_restarted_delivers_each_recipient
         connector = connector_for(platform, monkeypatch, rate=25)
         await connector.start()
         dispatcher = Dispatcher(store, {CHANNEL: connector}, owner="dispatcher@test:1")
-        broadcaster = Broadcaster(store, {CHANNEL: 25}, 1.0, interval_seconds=0.05, on_outbox=dispatcher.wake)
+        broadcaster = Broadcaster(store, {CHANNEL: 25}, 1.0, interval_seconds=0.05)
+        store.events.subscribe(OutboxQueued, lambda _: dispatcher.wake())  # as bot.service wires it
         tasks = [asyncio.create_task(broadcaster.run()), asyncio.create_task(dispatcher.run())]
         while len(platform.accepted) < 20:
             await asyncio.sleep(0.01)
@@ -214,7 +216,7 @@ async def test_a_broadcast_killed_half_way_and_restarted_delivers_each_recipient
         await connector.start()
         try:
             dispatcher = Dispatcher(store, {CHANNEL: connector}, owner="dispatcher@test:1")
-            broadcaster = Broadcaster(store, {CHANNEL: 25}, 1.0, interval_seconds=0.05, on_outbox=dispatcher.wake)
+            broadcaster = Broadcaster(store, {CHANNEL: 25}, 1.0, interval_seconds=0.05)
             await run_until_done(store, broadcaster, dispatcher)
         finally:
             await connector.stop()
@@ -245,8 +247,7 @@ async def test_the_known_issue_page_shows_the_delivery_report_when_done(
     await connector.start()
     try:
         dispatcher = Dispatcher(store, {CHANNEL: connector})
-        await run_until_done(store, Broadcaster(store, {CHANNEL: 200}, 1.0, interval_seconds=0.05,
-                                                on_outbox=dispatcher.wake), dispatcher)
+        await run_until_done(store, Broadcaster(store, {CHANNEL: 200}, 1.0, interval_seconds=0.05), dispatcher)
     finally:
         await connector.stop()
     await console_login(app_client, "piet")

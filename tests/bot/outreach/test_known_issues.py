@@ -15,7 +15,8 @@ from bot.customer_texts import customer_text
 from bot.pipeline.drafting_policy import DraftingPolicy
 from bot.pipeline.intake import store_inbound
 from bot.pipeline.rasa_client import RasaReply
-from bot.pipeline.service_commands import button_payload, carry_out, parse_command
+from bot.pipeline.service_buttons import button_payload, parse_command
+from bot.pipeline.service_commands import carry_out
 from bot.store.database import Store
 from bot.store.models import (
     AuditEntry,
@@ -25,7 +26,8 @@ from bot.store.models import (
     KnownIssueSubscription,
     OutboxItem,
 )
-from bot.pipeline.worker import apply_reply, claim_conversations, next_job
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import apply_reply, next_job
 from connectors.base import InboundMessage
 from tests.bot.broadcast_support import add_customer, open_issue
 from tests.bot.console_support import api_login, app_client, console_login, hidden_field, store_of  # noqa: F401

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from bot.config import DEFAULTS
-from bot.pipeline.drafting_policy import Decision, DraftingPolicy, DraftingPolicyError
+from bot.config import SettingError
+from bot.pipeline.drafting_policy import Decision, DraftingPolicy
 from bot.store.models import Mode
 
 
@@ -33,7 +34,7 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("value", [1.5, -0.1, "high", None, [0.5]])
 def test_bad_global_threshold(value) -> None:
-    with pytest.raises(DraftingPolicyError, match="threshold"):
+    with pytest.raises(SettingError, match="threshold"):
         DraftingPolicy.from_config({"threshold": value})
 
 
@@ -43,26 +44,26 @@ def test_threshold_given_as_numeric_string_is_accepted() -> None:
 
 @pytest.mark.parametrize("section", ["intent_thresholds", "channel_thresholds"])
 def test_bad_per_name_threshold(section: str) -> None:
-    with pytest.raises(DraftingPolicyError, match=rf"{section}\.tariffs"):
+    with pytest.raises(SettingError, match=rf"{section}\.tariffs"):
         DraftingPolicy.from_config({section: {"tariffs": 2}})
-    with pytest.raises(DraftingPolicyError, match=section):
+    with pytest.raises(SettingError, match=section):
         DraftingPolicy.from_config({section: [0.5]})
 
 
 def test_unknown_key() -> None:
-    with pytest.raises(DraftingPolicyError, match="treshold"):
+    with pytest.raises(SettingError, match="treshold"):
         DraftingPolicy.from_config({"treshold": 0.8})
 
 
 @pytest.mark.parametrize("key", ["always_review", "review_customer_flags"])
 @pytest.mark.parametrize("value", ["complaint", 5, 3.5])
 def test_non_list_names(key: str, value) -> None:
-    with pytest.raises(DraftingPolicyError, match=key):
+    with pytest.raises(SettingError, match=key):
         DraftingPolicy.from_config({key: value})
 
 
 def test_drafting_policy_error_is_a_value_error() -> None:
-    assert issubclass(DraftingPolicyError, ValueError)
+    assert issubclass(SettingError, ValueError)
 
 
 # ---------------------------------------------------------------- decide()

@@ -14,7 +14,8 @@ from bot.pipeline.intake import MAX_TEXT_CHARS, AcceptResult, Intake, store_inbo
 from bot.pipeline.rasa_client import RasaClient
 from bot.store.database import Store
 from bot.store.models import ChannelIdentity, Conversation, Customer, Direction, Message
-from bot.pipeline.worker import Job, Worker, claim_conversations
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import Job, Worker
 from connectors.base import InboundMessage
 
 def inbound(message_id: str = "m1", sender: str = "42", channel: str = "hook", text: str = "hello",

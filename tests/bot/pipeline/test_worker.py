@@ -30,20 +30,8 @@ from bot.store.models import (
     OutboxItem,
     utcnow,
 )
-from bot.pipeline.worker import (
-    LEASE_SECONDS,
-    Job,
-    apply_reply,
-    claim_conversations,
-    fail_to_agent,
-    next_job,
-    record_failure,
-    release,
-    rasa_text,
-    renew_leases,
-    route_attachment,
-    route_to_agent,
-)
+from bot.pipeline.leases import LEASE_SECONDS, claim_conversations, release, renew_leases
+from bot.pipeline.worker import Job, apply_reply, fail_to_agent, next_job, record_failure, rasa_text, route_attachment, route_to_agent
 from connectors.base import InboundMessage
 
 OWNER = "worker-a"

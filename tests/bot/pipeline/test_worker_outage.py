@@ -14,7 +14,9 @@ from bot.pipeline.rasa_client import RasaClient, RasaReplicas
 from bot.rasa.stack import free_port
 from bot.store.database import Store
 from bot.store.models import Case, Conversation, Direction, Message, utcnow
-from bot.pipeline.worker import Worker, claim_conversations
+from bot.events import CaseOpened
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import Worker
 from connectors.base import InboundMessage
 from bot.testing.rasa_standin import FakeRasa, fake_rasa_replicas
 
@@ -57,8 +59,8 @@ async def test_rasa_down_for_max_attempts_hands_the_message_to_a_person(store: S
     store.transaction(lambda s: s.execute(update(Message).values(attempts=2)))  # two tries already failed
     worker = worker_without_rasa(store, max_attempts=3)
     assert store.transaction(claim_conversations, worker.owner, 1) == [conversation_id]
-    opened = []
-    worker.on_case = opened.append
+    opened: list = []
+    store.events.subscribe(CaseOpened, lambda event: opened.append(event.case_id))
     await worker._process(conversation_id)
     await worker.rasa.close()
     message = store.transaction(lambda s: s.execute(select(Message).where(Message.direction == Direction.inbound)).scalar_one())
@@ -91,8 +93,8 @@ async def test_a_hung_rasa_replicas_conversation_is_answered_by_the_healthy_one_
     conversation_id = receive(store)
     worker = Worker(store, RasaClient(urls, timeout_seconds=0.5), DraftingPolicy.from_config(DEFAULTS["drafting"]),
                     owner="outage-worker", max_attempts=2)
-    opened = []
-    worker.on_case = opened.append
+    opened: list = []
+    store.events.subscribe(CaseOpened, lambda event: opened.append(event.case_id))
     try:
         assert store.transaction(claim_conversations, worker.owner, 1) == [conversation_id]
         await worker._process(conversation_id)  # times out at the hung replica: backs off

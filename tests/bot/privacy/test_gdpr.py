@@ -22,7 +22,7 @@ from bot.config import DEFAULTS
 from bot.customers.contacts import record_comment
 from bot.reporting.digest import DigestScheduler, build_digests, deliver
 from bot.pipeline.drafting_policy import DraftingPolicy
-from bot.errors import BadRequest, NotFound
+from bot.errors import InvalidInput, NotFound
 from bot.pipeline.intake import store_inbound
 from bot.outreach.known_issues import open_known_issue
 from bot.opening_hours import WEEKDAYS, OpeningHours
@@ -31,7 +31,8 @@ from bot.pipeline.rasa_client import RasaReply
 from bot.reporting.sinks import ReportSink
 from bot.reporting.sinks.file import FileSink
 from bot.reporting.sinks.webhook import WebhookSink
-from bot.pipeline.service_commands import button_payload, carry_out, parse_command
+from bot.pipeline.service_buttons import button_payload, parse_command
+from bot.pipeline.service_commands import carry_out
 from bot.store.database import Store
 from bot.store.models import (
     AuditEntry,
@@ -50,7 +51,8 @@ from bot.store.models import (
     OutboxStatus,
     utcnow,
 )
-from bot.pipeline.worker import apply_reply, claim_conversations, next_job
+from bot.pipeline.leases import claim_conversations
+from bot.pipeline.worker import apply_reply, next_job
 from connectors.base import InboundMessage
 from tests.conftest import fresh_postgres_database
 
@@ -289,7 +291,7 @@ def test_unknown_and_ambiguous_customers_are_refused(store: Store) -> None:
     other_id = store.transaction(lambda s: s.get(Conversation, filled["other"].conversation_id).customer_id)
     store.transaction(lambda s: s.execute(update(Customer).where(Customer.id == filled["customer_id"])
                                           .values(crm_ref=str(other_id))))
-    with pytest.raises(BadRequest, match="ambiguous"):
+    with pytest.raises(InvalidInput, match="ambiguous"):
         store.transaction(gdpr.resolve_customer, str(other_id))
     assert store.transaction(gdpr.resolve_customer, str(other_id), "crm") == filled["customer_id"]
     assert store.transaction(gdpr.resolve_customer, str(other_id), "id") == other_id

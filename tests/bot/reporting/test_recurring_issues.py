@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from bot.reporting import recurring_issues as reports
-from bot.errors import BadRequest
+from bot.errors import InvalidInput
 from bot.cases.root_causes import load_taxonomy
 from bot.store.database import Store
 from bot.store.models import Contact
@@ -183,7 +183,7 @@ def test_periods_from_the_query() -> None:
     ({"days": "0"}, "days must be a whole number"),
 ])
 def test_bad_periods_are_refused_with_a_reason(query: dict, reason: str) -> None:
-    with pytest.raises(BadRequest, match=reason):
+    with pytest.raises(InvalidInput, match=reason):
         reports.parse_period(query, ZONE, 28, NOW)
 
 

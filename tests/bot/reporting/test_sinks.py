@@ -11,7 +11,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from aiohttp import web
 
-from bot.reporting.digest import DigestScheduler, build_digests, digest_markdown, latest_due, sent_weeks
+from bot.reporting.digest import DigestScheduler, build_digests, latest_due, sent_weeks
+from bot.reporting.digest_format import digest_markdown
 from bot.reporting.sinks import ReportSink, ReportSinkError, build_sinks, sink_class
 from bot.reporting.sinks.file import FileSink
 from bot.reporting.sinks.webhook import WebhookSink
@@ -293,7 +294,8 @@ async def test_a_service_that_starts_days_late_does_not_send_an_old_digest(store
 
 
 def test_the_service_builds_its_scheduler_from_the_configuration(tmp_path: Path) -> None:
-    from bot.web.app import DIGEST_KEY, create_app
+    from bot.web.app import create_app
+    from bot.web.keys import DIGEST_KEY
     from tests.bot.console_support import make_config
 
     app = create_app(make_config(tmp_path))

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.review import decisions as drafts
 from bot.customer_texts import customer_text
-from bot.errors import BadRequest, Conflict, NotFound
+from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.models import (
     AuditEntry,
     ChannelIdentity,
@@ -114,7 +114,7 @@ def test_edit_without_intent_leaves_it_unlabelled(store, users):
 @pytest.mark.parametrize("text, message", [("", "empty"), ("   \n ", "empty"), ("x" * 4097, "4096"), (None, "string")])
 def test_edit_refuses_bad_text_and_changes_nothing(store, users, text, message):
     draft_id = store.transaction(seed_draft)
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(InvalidInput, match=message):
         store.transaction(drafts.edit, draft_id, users[Role.agent], text)
     assert get_draft(store, draft_id).status == DraftStatus.pending
     assert outbox_rows(store) == []
@@ -122,7 +122,7 @@ def test_edit_refuses_bad_text_and_changes_nothing(store, users, text, message):
 
 def test_edit_accepts_exactly_4096_characters_and_refuses_a_bad_intent(store, users):
     draft_id = store.transaction(seed_draft)
-    with pytest.raises(BadRequest, match="intent"):
+    with pytest.raises(InvalidInput, match="intent"):
         store.transaction(drafts.edit, draft_id, users[Role.agent], "ok", "two words")
     store.transaction(drafts.edit, draft_id, users[Role.agent], "y" * 4096)
     assert outbox_rows(store)[0].payload["text"] == "y" * 4096
@@ -145,7 +145,7 @@ def test_pick_sends_the_alternative_and_records_its_intent(store, users):
 @pytest.mark.parametrize("index", [2, -1, "0", True, None, 0.0])
 def test_pick_refuses_a_bad_index(store, users, index):
     draft_id = store.transaction(seed_draft)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidInput):
         store.transaction(drafts.pick, draft_id, users[Role.agent], index)
     assert get_draft(store, draft_id).status == DraftStatus.pending
     assert outbox_rows(store) == []
@@ -201,7 +201,7 @@ def test_unknown_draft_is_not_found(store, users, decision):
 
 def test_a_draft_without_messages_cannot_be_approved(store, users):
     draft_id = store.transaction(seed_draft, messages=[])
-    with pytest.raises(BadRequest, match="no message"):
+    with pytest.raises(InvalidInput, match="no message"):
         store.transaction(drafts.approve, draft_id, users[Role.agent])
     assert get_draft(store, draft_id).status == DraftStatus.pending
 

@@ -166,7 +166,8 @@ def test_a_store_that_cannot_be_created_fails_at_start_up(tmp_path: Path) -> Non
 def test_the_service_gives_its_rasa_client_the_configured_suspect_time(tmp_path: Path) -> None:
     import dataclasses
 
-    from bot.web.app import WORKER_KEY, create_app
+    from bot.web.app import create_app
+    from bot.web.keys import WORKER_KEY
     from tests.bot.console_support import make_config
 
     config = make_config(tmp_path)

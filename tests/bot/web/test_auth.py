@@ -12,10 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
 from bot.web import auth
-from bot.web.app import STORE_KEY, create_app
+from bot.web.app import create_app
+from bot.web.keys import STORE_KEY
 from bot.web.auth import create_user, login, resolve
 from bot.cli import main as cli_main
-from bot.errors import BadRequest, Conflict
+from bot.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
 from bot.store.models import AuditEntry, Draft, DraftStatus, LoginSession, Role, User, utcnow
 from tests.bot.console_support import (  # noqa: F401  (app_client is a fixture)
     PASSWORD,
@@ -45,11 +46,11 @@ def test_create_user_hashes_with_argon2_and_checks_input(tmp_path):
     assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
     with pytest.raises(Conflict):
         store.transaction(create_user, "ANNA", PASSWORD, "agent", None)
-    with pytest.raises(BadRequest, match="at least 10"):
+    with pytest.raises(InvalidInput, match="at least 10"):
         store.transaction(create_user, "bob", "short", "agent", None)
-    with pytest.raises(BadRequest, match="unknown role"):
+    with pytest.raises(InvalidInput, match="unknown role"):
         store.transaction(create_user, "bob", PASSWORD, "boss", None)
-    with pytest.raises(BadRequest, match="username"):
+    with pytest.raises(InvalidInput, match="username"):
         store.transaction(create_user, "bob smith", PASSWORD, "agent", None)
     store.close()
 
@@ -79,7 +80,7 @@ def test_deactivated_user_cannot_log_in_or_use_a_session(tmp_path):
     outcome = store.transaction(login, "anna", PASSWORD, session_hours=1)
     store.transaction(lambda s: s.execute(update(User).where(User.username == "anna").values(active=False)))
     assert store.transaction(resolve, outcome.token) is None
-    assert store.transaction(login, "anna", PASSWORD, session_hours=1).error.status == 401
+    assert isinstance(store.transaction(login, "anna", PASSWORD, session_hours=1).error, NotAuthenticated)
     store.close()
 
 
@@ -90,9 +91,9 @@ def test_throttle_after_five_failures_within_fifteen_minutes(tmp_path):
     store = make_store(tmp_path)
     store.transaction(seed_users)
     for _ in range(5):
-        assert store.transaction(login, "anna", "wrong password!", session_hours=1).error.status == 401
+        assert isinstance(store.transaction(login, "anna", "wrong password!", session_hours=1).error, NotAuthenticated)
     refused = store.transaction(login, "anna", PASSWORD, session_hours=1)
-    assert refused.error.status == 429 and refused.token is None
+    assert isinstance(refused.error, RateLimited) and refused.token is None
     # Other users are not affected; 16 minutes later the failures no longer count.
     assert store.transaction(login, "ada", PASSWORD, session_hours=1).error is None
     later = utcnow() + dt.timedelta(minutes=16)
@@ -107,13 +108,13 @@ def test_throttle_counts_unknown_usernames_too_and_success_resets(tmp_path):
     store = make_store(tmp_path)
     store.transaction(seed_users)
     for _ in range(5):
-        assert store.transaction(login, "nobody", "whatever12345", session_hours=1).error.status == 401
-    assert store.transaction(login, "nobody", "whatever12345", session_hours=1).error.status == 429
+        assert isinstance(store.transaction(login, "nobody", "whatever12345", session_hours=1).error, NotAuthenticated)
+    assert isinstance(store.transaction(login, "nobody", "whatever12345", session_hours=1).error, RateLimited)
     for _ in range(4):
         store.transaction(login, "anna", "wrong password!", session_hours=1)
     assert store.transaction(login, "anna", PASSWORD, session_hours=1).error is None
     for _ in range(4):
-        assert store.transaction(login, "anna", "wrong password!", session_hours=1).error.status == 401
+        assert isinstance(store.transaction(login, "anna", "wrong password!", session_hours=1).error, NotAuthenticated)
     assert store.transaction(login, "anna", PASSWORD, session_hours=1).error is None
     store.close()
 

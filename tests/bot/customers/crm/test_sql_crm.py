@@ -1,6 +1,7 @@
 """The built-in SQL CRM, the adapter registry and the ``crm`` configuration section."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import textwrap
@@ -10,6 +11,7 @@ from typing import Iterator
 import pytest
 
 from bot.config import DEFAULTS, ConfigError, load_config
+from bot.service import check_crm_adapter
 from bot.customers.crm.base import CrmCustomer, CrmError, CrmUnavailable, normalize_house_number, normalize_postcode, profile_within
 from bot.customers.crm.registry import crm_class, load_crm
 from bot.customers.crm.sql import SqlCrm
@@ -177,7 +179,7 @@ def write_config(tmp_path: Path, body: str) -> str:
 
 
 def test_config_section_defaults_and_partial_http(tmp_path: Path) -> None:
-    assert load_config(write_config(tmp_path, "{}\n"), environ={}).crm["adapter"] == "sql"
+    assert load_config(write_config(tmp_path, "{}\n"), environ={}).crm.adapter == "sql"
     config = load_config(write_config(tmp_path, """
         crm:
           adapter: http
@@ -185,8 +187,8 @@ def test_config_section_defaults_and_partial_http(tmp_path: Path) -> None:
           http:
             base_url: https://crm.example.com/api
     """), environ={})
-    assert config.crm["timeout_seconds"] == 1.5
-    assert config.crm["http"] == {"base_url": "https://crm.example.com/api", "token_env": "WEBCARE_CRM_TOKEN",
+    assert config.crm.timeout_seconds == 1.5
+    assert dataclasses.asdict(config.crm.http) == {"base_url": "https://crm.example.com/api", "token_env": "WEBCARE_CRM_TOKEN",
                                   "failure_threshold": 5, "reset_seconds": 30.0}
 
 
@@ -202,5 +204,5 @@ def test_config_section_defaults_and_partial_http(tmp_path: Path) -> None:
 ])
 def test_config_section_is_validated_at_start_up(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
-        load_config(write_config(tmp_path, body + "\n"), environ={})
+        check_crm_adapter(load_config(write_config(tmp_path, body + "\n"), environ={}))
     assert message in str(error.value)

@@ -5,8 +5,9 @@ from typing import Any, Dict
 
 from sqlalchemy import select
 
-from bot.web.app import CASES_KEY
+from bot.web.keys import CASES_KEY
 from bot.cases.escalation import open_case
+from bot.store.database import Store
 from bot.store.models import (
     AuditEntry,
     Case,
@@ -33,7 +34,9 @@ from tests.bot.console_support import (  # noqa: F401  (app_client is a fixture)
 
 
 def seed_case(client: Any, **draft: Any) -> int:
-    store = store_of(client)
+    # The same database, but not the service's store: as if another replica opened the case,
+    # so this service does not fetch its CRM profile (it stays "pending" for the assertions).
+    store = Store(store_of(client).engine)
     draft_id = store.transaction(seed_draft, **draft)
     conversation_id = store.transaction(lambda s: s.get(Draft, draft_id).conversation_id)
     case, _ = store.transaction(open_case, conversation_id, "complaint", client.app[CASES_KEY],
