@@ -85,7 +85,7 @@ class RateLimitedPlatform(SignedCallbackServer):
 
 def _seed(database_url: str, recipients: int) -> int:
     """N customers on the bench channel, all subscribed to one open known issue; an admin."""
-    from bot.web.auth import create_user
+    from bot.accounts import create_user
     from bot.store.database import Store
     from bot.store.models import (
         ChannelIdentity, Conversation, Customer, KnownIssue, KnownIssueStatus, KnownIssueSubscription, Mode, Role,

@@ -40,6 +40,7 @@ from bot.pipeline import outbox
 from bot.store.audit import record
 from bot.config import DEFAULTS, Config
 from bot.customer_texts import customer_text
+from bot.accounts import Actor
 from bot.errors import InvalidInput, Conflict, NotFound
 from bot.events import CaseOpened, TrackerEventsQueued, emit
 from bot.opening_hours import OpeningHours, day_label
@@ -396,7 +397,7 @@ def _customer_cases(session: Session, customer_id: int, exclude: Optional[int], 
 # ------------------------------------------------------------------ agent actions
 
 
-def _load(session: Session, case_id: Any) -> Tuple[Case, Conversation, ChannelIdentity]:
+def _load(session: Session, case_id: int) -> Tuple[Case, Conversation, ChannelIdentity]:
     if isinstance(case_id, str) and case_id.isdigit():
         case_id = int(case_id)
     if not isinstance(case_id, int) or isinstance(case_id, bool):
@@ -426,7 +427,7 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value
 
 
-def reply(session: Session, case_id: Any, user: Any, text: Any, token: Any = None) -> Dict[str, Any]:
+def reply(session: Session, case_id: int, user: Actor, text: Any, token: Any = None) -> Dict[str, Any]:
     """An agent's reply: outbox (to the customer), Rasa tracker (transcript), first response.
 
     ``token`` (optional, from the form or API client) makes a resubmitted reply a no-op.
@@ -457,7 +458,7 @@ def reply(session: Session, case_id: Any, user: Any, text: Any, token: Any = Non
     return {"case_id": case.id, "outbox_id": item.id, "duplicate": False}
 
 
-def add_note(session: Session, case_id: Any, user: Any, text: Any) -> Dict[str, Any]:
+def add_note(session: Session, case_id: int, user: Actor, text: Any) -> Dict[str, Any]:
     """An internal note (agents only; never sent)."""
     case, _, _ = _load(session, case_id)
     text = _text(text, "the note", MAX_NOTE)
@@ -468,14 +469,10 @@ def add_note(session: Session, case_id: Any, user: Any, text: Any) -> Dict[str, 
     return {"case_id": case.id, "note_id": note.id}
 
 
-def assign(session: Session, case_id: Any, user: Any, assignee: Any) -> Dict[str, Any]:
+def assign(session: Session, case_id: int, user: Actor, assignee: int) -> Dict[str, Any]:
     """Assign the case to ``assignee`` (a user id; the acting agent for "take"); transfer if held."""
     case, conversation, _ = _load(session, case_id)
     _open(case)
-    if isinstance(assignee, str) and assignee.isdigit():
-        assignee = int(assignee)
-    if not isinstance(assignee, int) or isinstance(assignee, bool):
-        raise InvalidInput("assignee must be a user id")
     target = session.get(User, assignee)
     if target is None or not target.active:
         raise InvalidInput(f"no active user {assignee}")
@@ -488,7 +485,7 @@ def assign(session: Session, case_id: Any, user: Any, assignee: Any) -> Dict[str
     return {"case_id": case.id, "assigned_to": target.id, "previous": before}
 
 
-def close(session: Session, case_id: Any, user: Any, root_cause: Any, resolution: Any,
+def close(session: Session, case_id: int, user: Actor, root_cause: Any, resolution: Any,
           settings: CaseSettings) -> Dict[str, Any]:
     """Close with a root cause (required) and a resolution; the bot takes over again."""
     case, conversation, _ = _load(session, case_id)
@@ -563,7 +560,7 @@ def case_queue(session: Session, now: Optional[dt.datetime] = None, include_clos
     return result
 
 
-def case_detail(session: Session, case_id: Any, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
+def case_detail(session: Session, case_id: int, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
     """Everything the case view shows: the snapshot plus what happened since (live)."""
     now = now or utcnow()
     case, conversation, identity = _load(session, case_id)
@@ -617,7 +614,7 @@ def case_detail(session: Session, case_id: Any, now: Optional[dt.datetime] = Non
     }
 
 
-def link_customer(session: Session, case_id: Any, user: Any, identity_id: Any, crm_ref: str) -> Dict[str, Any]:
+def link_customer(session: Session, case_id: int, user: Actor, identity_id: int, crm_ref: str) -> Dict[str, Any]:
     """An agent links one of the customer's channel identities to a CRM customer.
 
     The CRM lookup happens before (the caller checks the number exists); here the identity is
@@ -625,10 +622,6 @@ def link_customer(session: Session, case_id: Any, user: Any, identity_id: Any, c
     customer, and the CRM profile is fetched again.
     """
     case, conversation, _ = _load(session, case_id)
-    if isinstance(identity_id, str) and identity_id.isdigit():
-        identity_id = int(identity_id)
-    if not isinstance(identity_id, int) or isinstance(identity_id, bool):
-        raise InvalidInput("choose the channel identity to link")
     identity = session.get(ChannelIdentity, identity_id)
     if identity is None or identity.customer_id != case.customer_id:
         raise InvalidInput(f"identity {identity_id} does not belong to this case's customer")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from bot.cli.nlu import quiet_rasa
 from bot.cli.project import PROJECT
 
 # Imports inside the handlers are lazy on purpose: `webcare --help` and each command load only
@@ -77,7 +77,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bench_command == "pipeline":
         from bot.bench.pipeline import run_pipeline_bench
 
-        _quiet_rasa()
+        quiet_rasa()
         try:
             report = run_pipeline_bench(args.messages, args.database_url, args.rasa_url)
         except RuntimeError as exc:  # no trained model, a server that would not start
@@ -88,7 +88,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.bench_command == "load":
         from bot.bench.load import run_load_bench
 
-        _quiet_rasa()
+        quiet_rasa()
         try:
             report = run_load_bench(args.rate, args.seconds, args.drain_seconds, args.database_url,
                                     args.rasa_url, args.connections)
@@ -122,7 +122,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _bench_nlu(args: argparse.Namespace) -> int:
     from nlu.benchmark import BenchInputError, run_nlu_bench
 
-    _quiet_rasa()
+    quiet_rasa()
     try:
         report = run_nlu_bench(
             Path(args.train), PROJECT / args.pipeline_config, Path(args.test) if args.test else None,
@@ -132,8 +132,3 @@ def _bench_nlu(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(report, indent=2))
     return 0
-
-
-def _quiet_rasa() -> None:
-    for name in ("rasa", "aiohttp.access", "bot.pipeline.worker", "bot.pipeline.dispatcher"):
-        logging.getLogger(name).setLevel(logging.WARNING)

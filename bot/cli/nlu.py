@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -93,7 +94,7 @@ def _nlu_examples(data_arg: str, csv_arg: Optional[str] = None) -> Optional[list
 def _nlu_crossval(args: argparse.Namespace) -> int:
     from nlu.evaluation import cross_validate
 
-    _quiet_rasa()
+    quiet_rasa()
     examples = _nlu_examples(args.data)
     if examples is None:
         return 2
@@ -128,7 +129,7 @@ def _nlu_review(args: argparse.Namespace) -> int:
     if args.out and not Path(args.out).resolve().parent.is_dir():  # known before the training, not after
         print(f"webcare: --out {args.out}: no such directory", file=sys.stderr)
         return 2
-    _quiet_rasa()
+    quiet_rasa()
     examples = _nlu_examples(args.data, args.csv)
     if examples is None:
         return 2
@@ -180,3 +181,9 @@ def _import_intents(args: argparse.Namespace) -> int:
         print(f"note: {len(missing)} intent(s) are not declared in domain.yml yet: "
               f"{', '.join(missing[:10])}{' …' if len(missing) > 10 else ''}")
     return 0
+
+
+def quiet_rasa() -> None:
+    """Rasa's and the service's INFO lines would drown the command's own output."""
+    for name in ("rasa", "aiohttp.access", "bot.pipeline.worker", "bot.pipeline.dispatcher"):
+        logging.getLogger(name).setLevel(logging.WARNING)

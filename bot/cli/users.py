@@ -40,7 +40,7 @@ def _users(args: argparse.Namespace, parser: argparse.ArgumentParser, config) ->
     if args.users_command != "add":
         parser.parse_args(["users", "--help"])
         return 2
-    from bot.web.auth import create_user
+    from bot.accounts import create_user
     from bot.errors import WebcareError
     from bot.store.database import Store
 

@@ -24,6 +24,7 @@ from bot.pipeline.outbox import enqueue
 from bot.store.database import Store
 from bot.store.models import Conversation, Purpose
 from bot.cases.escalation import link_customer
+from bot.accounts import Actor
 from bot.errors import InvalidInput, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ async def identify(store: Store, crm: Optional[CrmAdapter], job: Any, request: D
     return outcome
 
 
-async def agent_link(store: Store, crm: Optional[CrmAdapter], case_id: Any, user: Any,
-                     identity_id: Any, customer_number: Any, timeout_seconds: float) -> Dict[str, Any]:
+async def agent_link(store: Store, crm: Optional[CrmAdapter], case_id: int, user: Actor,
+                     identity_id: int, customer_number: Optional[str], timeout_seconds: float) -> Dict[str, Any]:
     """An agent links a case's channel identity to CRM customer ``customer_number``.
 
     The number must exist in the CRM (400 otherwise); when the CRM cannot be asked, 503 and

@@ -35,6 +35,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.store import audit
+from bot.accounts import Actor
 from bot.errors import InvalidInput, Conflict, NotFound
 from bot.events import KnownIssuesChanged, emit
 from bot.pipeline.outbox import enqueue
@@ -82,29 +83,12 @@ def _clean_text(value: Any, field: str) -> str:
     return value
 
 
-def _window_days(value: Any) -> int:
-    if value is None or value == "":
+def _window_days(value: Optional[int]) -> int:
+    if value is None:
         return DEFAULT_WINDOW_DAYS
-    if isinstance(value, bool):
-        raise InvalidInput("'window_days' must be a whole number of days", field="window_days")
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.isdigit():
-            raise InvalidInput("'window_days' must be a whole number of days", field="window_days")
-        value = int(value)
-    if not isinstance(value, int) or not 1 <= value <= MAX_WINDOW_DAYS:
+    if not 1 <= value <= MAX_WINDOW_DAYS:
         raise InvalidInput(f"'window_days' must be between 1 and {MAX_WINDOW_DAYS}", field="window_days")
     return value
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value is None or (isinstance(value, int) and value == 0) or value in ("", "0", "false", "no", "off"):
-        return False
-    if (isinstance(value, int) and value == 1) or value in ("1", "true", "yes", "on"):
-        return True
-    raise InvalidInput("'include_contacted' must be true or false", field="include_contacted")
 
 
 # ------------------------------------------------------------------ choosing recipients
@@ -192,14 +176,14 @@ def choose_recipients(session: Session, issue: KnownIssue, include_contacted: bo
     return recipients
 
 
-def resolve(session: Session, issue_id: int, user: Any, fix_text_nl: Any, fix_text_en: Any,
-            window_days: Any = None, include_contacted: Any = False,
+def resolve(session: Session, issue_id: int, user: Optional[Actor], fix_text_nl: Optional[str],
+            fix_text_en: Optional[str], window_days: Optional[int] = None, include_contacted: bool = False,
             now: Optional[dt.datetime] = None) -> Dict[str, Any]:
     """Resolve the known issue and announce the fix, in one transaction (see the module doc)."""
     now = now or utcnow()
     text_nl = _clean_text(fix_text_nl, "fix_text_nl")
     text_en = _clean_text(fix_text_en, "fix_text_en")
-    include = _flag(include_contacted)
+    include = include_contacted
     days = _window_days(window_days)
     issue = session.get(KnownIssue, issue_id)
     if issue is None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bot.store import audit
 from bot.customer_texts import customer_text
+from bot.accounts import Actor
 from bot.errors import InvalidInput, Conflict, NotFound
 from bot.events import KnownIssuesChanged, emit
 from bot.customers.opt_ins import may_contact, opt_in_offer
@@ -137,7 +138,7 @@ def _required(value: Any, field: str, limit: int) -> str:
     return value
 
 
-def open_known_issue(session: Session, user: Any, root_cause: Any, title: Any, text_nl: Any, text_en: Any,
+def open_known_issue(session: Session, user: Actor, root_cause: Any, title: Any, text_nl: Any, text_en: Any,
                      taxonomy: Taxonomy) -> Dict[str, Any]:
     """Open a known issue for ``root_cause`` (409 when one is open already)."""
     if not isinstance(root_cause, str) or root_cause not in taxonomy:

@@ -6,7 +6,7 @@ conditional ``UPDATE … WHERE status = 'pending'`` first, so two agents (or a s
 cannot both decide it — the second gets :class:`~bot.errors.Conflict` — and any later error
 (a bad index, an empty text) rolls the claim back: bad input changes nothing.
 
-``user`` is anything with ``id`` and ``display_name`` (a ``User`` or ``auth.CurrentUser``).
+``user`` is anything with ``id`` and ``display_name`` (a ``User`` or ``accounts.CurrentUser``).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from bot.pipeline import outbox
 from bot.store.audit import record
 from bot.customer_texts import customer_text
+from bot.accounts import Actor
 from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.models import (
     ChannelIdentity,
@@ -101,7 +102,7 @@ def clean_intent(intent: Any) -> Optional[str]:
     return intent
 
 
-def _claim(session: Session, draft_id: int, user: Any, status: DraftStatus) -> None:
+def _claim(session: Session, draft_id: int, user: Actor, status: DraftStatus) -> None:
     """Mark a pending draft decided, atomically; Conflict/NotFound otherwise."""
     result = session.execute(
         update(Draft)
@@ -164,7 +165,7 @@ def _sendable(messages: Any) -> List[Dict[str, Any]]:
                                                             or m.get("image") or m.get("custom"))]
 
 
-def _result(draft: Draft, user: Any, items: Sequence[OutboxItem]) -> Dict[str, Any]:
+def _result(draft: Draft, user: Actor, items: Sequence[OutboxItem]) -> Dict[str, Any]:
     return {
         "draft": {
             "id": draft.id,
@@ -182,7 +183,7 @@ def _result(draft: Draft, user: Any, items: Sequence[OutboxItem]) -> Dict[str, A
 # --------------------------------------------------------------------------- decisions
 
 
-def approve(session: Session, draft_id: Any, user: Any) -> Dict[str, Any]:
+def approve(session: Session, draft_id: int, user: Actor) -> Dict[str, Any]:
     """Send the drafted bot messages as they are."""
     draft_id = _draft_id(draft_id)
     _claim(session, draft_id, user, DraftStatus.approved)
@@ -197,7 +198,7 @@ def approve(session: Session, draft_id: Any, user: Any) -> Dict[str, Any]:
     return _result(draft, user, items)
 
 
-def edit(session: Session, draft_id: Any, user: Any, text: Any, intent: Any = None) -> Dict[str, Any]:
+def edit(session: Session, draft_id: int, user: Actor, text: Any, intent: Any = None) -> Dict[str, Any]:
     """Send one message with the agent's text instead (and label the intent, if given)."""
     draft_id = _draft_id(draft_id)
     text = _clean_text(text)
@@ -213,11 +214,9 @@ def edit(session: Session, draft_id: Any, user: Any, text: Any, intent: Any = No
     return _result(draft, user, items)
 
 
-def pick(session: Session, draft_id: Any, user: Any, index: Any) -> Dict[str, Any]:
+def pick(session: Session, draft_id: int, user: Actor, index: int) -> Dict[str, Any]:
     """Send alternative ``index`` (0-based) of the intent ranking instead."""
     draft_id = _draft_id(draft_id)
-    if isinstance(index, bool) or not isinstance(index, int):
-        raise InvalidInput("the index must be a whole number (0 for the first alternative)")
     _claim(session, draft_id, user, DraftStatus.picked)
     draft, conversation, identity = _load(session, draft_id)
     alternatives = draft.alternatives or []
@@ -236,7 +235,7 @@ def pick(session: Session, draft_id: Any, user: Any, index: Any) -> Dict[str, An
     return _result(draft, user, items)
 
 
-def reject(session: Session, draft_id: Any, user: Any, reason: Any = None,
+def reject(session: Session, draft_id: int, user: Actor, reason: Any = None,
            settings: Optional[CaseSettings] = None) -> Dict[str, Any]:
     """Send nothing from the bot: open a case held by ``user`` (human mode)."""
     draft_id = _draft_id(draft_id)
@@ -341,7 +340,7 @@ def _alternatives(raw: Any) -> List[Dict[str, Any]]:
     return alternatives
 
 
-def draft_detail(session: Session, draft_id: Any, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
+def draft_detail(session: Session, draft_id: int, now: Optional[dt.datetime] = None) -> Dict[str, Any]:
     """One draft with its conversation so far (both directions, in order) and alternatives."""
     now = now or utcnow()
     draft_id = _draft_id(draft_id)

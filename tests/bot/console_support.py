@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.web.app import create_app
 from bot.web.keys import STORE_KEY
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.config import Config, load_config
 from bot.store.database import Store
 from bot.store.models import (

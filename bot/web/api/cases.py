@@ -16,6 +16,7 @@ from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.customers.identification import agent_link
 from bot.store.models import Role
+from bot.web.request_fields import whole_number
 from bot.web.keys import CRM_KEY
 
 HANDLE_ROLES = (Role.agent, Role.admin)
@@ -68,7 +69,8 @@ async def assign(request: web.Request) -> web.Response:
     """``{"agent_id": N}``; without it the case goes to the caller ("take")."""
     body = await read_json(request, required=False)
     user = request[auth.USER_KEY]
-    result = await _store(request).run(cases.assign, case_id(request), user, body.get("agent_id", user.id))
+    assignee = whole_number(body.get("agent_id", user.id), "agent_id", "a user id")
+    result = await _store(request).run(cases.assign, case_id(request), user, assignee)
     return web.json_response(result)
 
 
@@ -85,8 +87,9 @@ async def link(request: web.Request) -> web.Response:
     """``{"identity_id": N, "customer_number": "..."}``: link to a CRM customer."""
     body = await read_json(request)
     number = case_id(request)
+    identity = whole_number(body.get("identity_id"), "identity_id", "the id of the channel identity to link")
     result = await agent_link(_store(request), _crm(request), number, request[auth.USER_KEY],
-                              body.get("identity_id"), body.get("customer_number"),
+                              identity, body.get("customer_number"),
                               _config(request).crm.timeout_seconds)
     return web.json_response(result)
 

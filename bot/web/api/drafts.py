@@ -10,11 +10,13 @@ from typing import Any, Dict
 
 from aiohttp import web
 
+from bot import accounts
 from bot.web import auth
 from bot.review import decisions as drafts
 from bot.web.auth import public, require_role
 from bot.errors import InvalidInput, NotFound
 from bot.store.models import Role, utcnow
+from bot.web.request_fields import whole_number
 from bot.web.keys import CASES_KEY, CONFIG_KEY, STORE_KEY
 
 DRAFT_ROLES = (Role.agent, Role.admin)
@@ -72,7 +74,7 @@ async def api_login(request: web.Request) -> web.Response:
     if not isinstance(password, str) or not password:
         raise InvalidInput("missing field 'password' (a string)")
     outcome = await _store(request).run(
-        auth.login, username, password, session_hours=_config(request).console.session_hours,
+        accounts.login, username, password, session_hours=_config(request).console.session_hours,
         replaces=request.cookies.get(auth.SESSION_COOKIE),
     )
     if outcome.error is not None:
@@ -88,7 +90,7 @@ async def api_login(request: web.Request) -> web.Response:
 async def api_logout(request: web.Request) -> web.Response:
     token = request.cookies.get(auth.SESSION_COOKIE)
     if token:
-        await _store(request).run(auth.logout, token)
+        await _store(request).run(accounts.logout, token)
     response = web.json_response({"ok": True})
     auth.clear_session_cookie(request, response)
     return response
@@ -139,7 +141,8 @@ async def pick(request: web.Request) -> web.Response:
     body = await read_json(request)
     if "index" not in body:
         raise InvalidInput("missing field 'index' (0 for the first alternative)")
-    result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], body["index"])
+    index = whole_number(body["index"], "index", "a whole number (0 for the first alternative)", texts=False)
+    result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], index)
     return web.json_response(result)
 
 

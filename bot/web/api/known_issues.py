@@ -13,6 +13,7 @@ from bot.web import auth
 from bot.outreach import broadcasts
 from bot.outreach import known_issues
 from bot.web.api.drafts import _cases, _store, read_json
+from bot.web.request_fields import flag, optional_whole_number
 from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.store.models import Role
@@ -74,9 +75,10 @@ async def get_issue(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     """``{"fix_text_nl", "fix_text_en", "window_days": 14, "include_contacted": false}``."""
     body = await read_json(request)
+    window = optional_whole_number(body.get("window_days"), "window_days", "a whole number of days")
+    include = flag(body.get("include_contacted", False), "include_contacted")
     result = await _store(request).run(broadcasts.resolve, known_issue_id(request), request[auth.USER_KEY],
-                                       body.get("fix_text_nl"), body.get("fix_text_en"), body.get("window_days"),
-                                       body.get("include_contacted", False))
+                                       body.get("fix_text_nl"), body.get("fix_text_en"), window, include)
     return web.json_response(result)
 
 

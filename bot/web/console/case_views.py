@@ -13,6 +13,7 @@ from bot.web.api.cases import HANDLE_ROLES, READ_ROLES, _crm, case_id
 from bot.web.console.views import _config, _see_other, _store, _text_field, render
 from bot.errors import InvalidInput, Conflict, Unavailable
 from bot.customers.identification import agent_link
+from bot.web.request_fields import optional_whole_number, whole_number
 from bot.web.keys import CASES_KEY
 
 TRIGGER_LABELS = {
@@ -81,12 +82,14 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
         elif action == "note":
             await store.run(cases.add_note, number, user, fields["note"])
         elif action == "assign":
-            await store.run(cases.assign, number, user, fields["agent_id"] or user.id)
+            assignee = optional_whole_number(fields["agent_id"], "agent_id", "a user id")
+            await store.run(cases.assign, number, user, user.id if assignee is None else assignee)
         elif action == "close":
             await store.run(cases.close, number, user, fields["root_cause"], fields["resolution"],
                             _cases_settings(request))
         elif action == "link":
-            await agent_link(store, _crm(request), number, user, fields["identity_id"],
+            identity = whole_number(fields["identity_id"], "identity_id", "the channel identity to link")
+            await agent_link(store, _crm(request), number, user, identity,
                              fields["customer_number"], _config(request).crm.timeout_seconds)
     except (InvalidInput, Conflict, Unavailable) as error:
         return await _render_case(request, number, error=error.reason, status=status_of(error), form=fields)

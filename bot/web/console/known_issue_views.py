@@ -12,6 +12,7 @@ from bot.web.auth import USER_KEY, require_role
 from bot.web.console.views import _see_other, _store, _text_field, render
 from bot.errors import InvalidInput, Conflict
 from bot.web.api.known_issues import OWNER_ROLES, csv_response, known_issue_id
+from bot.web.request_fields import flag, optional_whole_number
 from bot.web.keys import CASES_KEY
 
 DONE = {"opened": "Known issue opened: the bot now answers matching questions with its text.",
@@ -75,8 +76,10 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     fields = {k: _text_field(form, k) or "" for k in RESOLVE_FIELDS}
     try:
+        window = optional_whole_number(fields["window_days"], "window_days", "a whole number of days")
+        include = flag(fields["include_contacted"], "include_contacted")
         await _store(request).run(broadcasts.resolve, number, request[USER_KEY], fields["fix_text_nl"],
-                                  fields["fix_text_en"], fields["window_days"], fields["include_contacted"] or False)
+                                  fields["fix_text_en"], window, include)
     except (InvalidInput, Conflict) as error:
         return await _render_issue(request, number, error=error.reason, form=fields, status=status_of(error))
     return _see_other(f"/console/known-issues/{number}?done=resolved")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from bot import __version__
 from bot.web.middleware import status_of
+from bot import accounts
 from bot.web import auth
 from bot.review import decisions as drafts
 from bot.web.auth import USER_KEY, public, require_role
@@ -160,7 +161,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _login_form(request, next_url=next_url, error="Enter your username and password.",
                            username=username, status=400)
     outcome = await _store(request).run(
-        auth.login, username, password, session_hours=_config(request).console.session_hours,
+        accounts.login, username, password, session_hours=_config(request).console.session_hours,
         replaces=request.cookies.get(auth.SESSION_COOKIE),
     )
     if outcome.error is not None:
@@ -176,7 +177,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     token = request.cookies.get(auth.SESSION_COOKIE)
     if token:
-        await _store(request).run(auth.logout, token)
+        await _store(request).run(accounts.logout, token)
     response = _see_other(auth.LOGIN_PATH)
     auth.clear_session_cookie(request, response)
     return response

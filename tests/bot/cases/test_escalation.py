@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.cases import escalation as cases
 from bot.review import decisions as drafts
-from bot.web.auth import hash_password
+from bot.accounts import hash_password
 from bot.cases.escalation import CaseSettings, default_settings, expected_wait, handover_notice, open_case
 from bot.config import DEFAULTS
 from bot.customer_texts import customer_text
@@ -330,7 +330,7 @@ def test_notes_assign_and_transfer_are_audited(store: Store) -> None:
     case = open_one(store)
     store.transaction(cases.add_note, case.id, anna, "Klant belde ook al gisteren.")
     store.transaction(cases.assign, case.id, anna, anna.id)
-    store.transaction(cases.assign, case.id, anna, str(bert.id))
+    store.transaction(cases.assign, case.id, anna, bert.id)
     detail = store.transaction(cases.case_detail, case.id)
     assert detail["assigned_to"] == "Bert" and detail["notes"][0]["text"] == "Klant belde ook al gisteren."
     assert get(store, Conversation, detail["conversation_id"]).assigned_agent_id == bert.id

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.cases import escalation as cases
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.cases.escalation import CaseSettings, default_settings, open_case
 from bot.config import DEFAULTS
 from bot.customers.contacts import close_idle, idle_conversations, record_comment

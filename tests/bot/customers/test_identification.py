@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.cases import escalation as cases
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.cases.escalation import default_settings, open_case
 from bot.customers.crm.http import HttpCrm
 from bot.customers.crm.sql import SqlCrm

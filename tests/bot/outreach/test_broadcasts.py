@@ -94,8 +94,9 @@ def test_without_the_checkbox_only_subscribers_are_told(store: Store) -> None:
 def test_bad_input_changes_nothing(store: Store) -> None:
     issue = open_issue(store)
     add_customer(store, subscribe_to=issue)
-    for kwargs, field in (({"window_days": 0}, "window_days"), ({"window_days": "x"}, "window_days"),
-                          ({"window_days": 9999}, "window_days"), ({"include_contacted": "maybe"}, "include_contacted")):
+    # a window of "x" or include_contacted "maybe" never reaches the domain: the web layer refuses
+    # them (tests/bot/outreach/test_known_issues.py, tests/bot/web/test_request_fields.py)
+    for kwargs, field in (({"window_days": 0}, "window_days"), ({"window_days": 9999}, "window_days")):
         with pytest.raises(InvalidInput) as caught:
             fix(store, issue, **kwargs)
         assert caught.value.details["field"] == field

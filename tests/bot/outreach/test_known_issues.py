@@ -160,6 +160,10 @@ async def test_open_view_and_resolve_through_the_api(app_client) -> None:  # typ
     bad = await app_client.post(f"/api/known-issues/{issue}/resolve", json={"fix_text_nl": "Opgelost", "fix_text_en": ""},
                                 headers=headers)
     assert bad.status == 400
+    for field, value in (("window_days", "x"), ("window_days", True), ("include_contacted", "maybe")):
+        refused = await app_client.post(f"/api/known-issues/{issue}/resolve", headers=headers, json={
+            "fix_text_nl": "Opgelost", "fix_text_en": "Fixed", field: value})
+        assert refused.status == 400 and (await refused.json())["details"] == {"field": field}
     assert store.transaction(lambda s: s.execute(select(Broadcast)).scalars().all()) == []
     resolved = await app_client.post(f"/api/known-issues/{issue}/resolve",
                                      json={"fix_text_nl": "Opgelost", "fix_text_en": "Fixed", "window_days": 7,

@@ -18,7 +18,7 @@ import aiohttp
 from bot.cases import escalation as cases
 from bot.web.app import create_app
 from bot.web.keys import CASES_KEY, DISPATCHER_KEY, STORE_KEY, TRACKER_SYNC_KEY
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.config import load_config
 from bot.store.database import Store
 from bot.store.models import Case, Contact, Conversation, Draft, DraftStatus, Message, Mode, OutboxItem

@@ -15,7 +15,7 @@ from sqlalchemy import inspect as sa_inspect, select, text as sql_text, update
 
 from bot.cases import escalation as cases
 from bot.privacy import gdpr
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.cases.escalation import CaseSettings, default_settings
 from bot.cli import main as cli_main
 from bot.config import DEFAULTS

@@ -37,7 +37,7 @@ from bot.reporting import recurring_issues as reports
 from bot.review import decisions
 from bot.store.database import Store
 from bot.store.models import Case, Contact, Conversation, Direction, Draft, Message, OutboxItem, utcnow
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from connectors.base import InboundMessage
 from tests.conftest import fresh_store
 

@@ -142,7 +142,7 @@ def test_pick_sends_the_alternative_and_records_its_intent(store, users):
     assert entry.details["intent_after"] == "payment_arrangement"
 
 
-@pytest.mark.parametrize("index", [2, -1, "0", True, None, 0.0])
+@pytest.mark.parametrize("index", [2, -1])  # a text, a bool, null: tests/bot/web/test_request_fields.py
 def test_pick_refuses_a_bad_index(store, users, index):
     draft_id = store.transaction(seed_draft)
     with pytest.raises(InvalidInput):

@@ -11,10 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
+from bot import accounts
 from bot.web import auth
 from bot.web.app import create_app
 from bot.web.keys import STORE_KEY
-from bot.web.auth import create_user, login, resolve
+from bot.accounts import create_user, login, resolve
 from bot.cli import main as cli_main
 from bot.errors import Conflict, InvalidInput, NotAuthenticated, RateLimited
 from bot.store.models import AuditEntry, Draft, DraftStatus, LoginSession, Role, User, utcnow
@@ -69,7 +70,7 @@ def test_login_session_stores_only_the_token_hash_and_expires(tmp_path):
     assert store.transaction(resolve, outcome.token).username == "anna"
     later = utcnow() + dt.timedelta(hours=12, seconds=1)
     assert store.transaction(resolve, outcome.token, later) is None
-    assert store.transaction(auth.logout, outcome.token) is True
+    assert store.transaction(accounts.logout, outcome.token) is True
     assert store.transaction(resolve, outcome.token) is None
     store.close()
 

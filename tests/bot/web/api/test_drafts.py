@@ -100,6 +100,10 @@ async def test_edit(app_client):
 async def test_pick(app_client):
     headers = await agent(app_client)
     draft_id = store_of(app_client).transaction(seed_draft)
+    for bad in ("0", True, None, 0.0):  # parsed by the web layer: a 400 naming the field, nothing changed
+        refused = await app_client.post(f"/api/drafts/{draft_id}/pick", headers=headers, json={"index": bad})
+        assert refused.status == 400 and (await refused.json())["details"] == {"field": "index"}
+        assert state(app_client, draft_id)[0].status == DraftStatus.pending
     response = await app_client.post(f"/api/drafts/{draft_id}/pick", headers=headers, json={"index": 0})
     assert response.status == 200
     draft, rows, audit, _ = state(app_client, draft_id)

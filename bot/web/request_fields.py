@@ -1,0 +1,42 @@
+"""Reading typed values out of a request's JSON body or form: the web layer's job, so the
+domain gets ``int``, ``bool`` and ``str`` (and keeps its own rules: ranges, lengths).
+
+Each helper raises :class:`~bot.errors.InvalidInput` naming the field when the value has the
+wrong shape; a form's text ``"12"`` and JSON's ``12`` read the same.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from bot.errors import InvalidInput
+
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("", "0", "false", "no", "off")
+
+
+def whole_number(value: Any, field: str, what: str = "a whole number", texts: bool = True) -> int:
+    """``12`` or (unless ``texts`` is false: a JSON number only) ``"12"`` → 12; never a bool,
+    a float or a negative text."""
+    if texts and isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(f"'{field}' must be {what}, not {value!r}", field=field)
+
+
+def optional_whole_number(value: Any, field: str, what: str = "a whole number") -> Optional[int]:
+    """:func:`whole_number`, with ``None`` or an empty text as "not given"."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return whole_number(value, field, what)
+
+
+def flag(value: Any, field: str) -> bool:
+    """``true``/``false`` in JSON, or a form's ``on``/``yes``/``1``/``0``/``""``; missing is false."""
+    if isinstance(value, bool):
+        return value
+    if value is None or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE + FALSE:
+        return value.strip().lower() in TRUE
+    raise InvalidInput(f"'{field}' must be true or false", field=field)
