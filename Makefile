@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test setup model browser pytest rasa-validate rasa-test clean
+.PHONY: run test setup model browser lint-imports pytest rasa-validate rasa-test clean test-fast
 
 run: setup model
 	$(BIN)/webcare run
 
-test: setup model browser rasa-validate pytest rasa-test
+test: setup lint-imports model browser rasa-validate pytest rasa-test
 
 setup: $(INSTALLED)
 
@@ -34,11 +34,21 @@ model: setup
 browser:
 	scripts/install-chromium
 
+# The import layers (.importlinter) and no import cycle between any two modules (grimp).
+lint-imports: setup
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check-import-cycles
+
 rasa-validate: setup
 	$(BIN)/rasa data validate --config config.yml --domain domain.yml --data data
 
 pytest: setup model browser
 	$(BIN)/python -m pytest -q
+
+# The fast path (docs/testing.md): the tests not marked slow -- no Rasa, no PostgreSQL, no
+# browser, no servers started as subprocesses -- so no training and no Chromium needed.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 rasa-test: setup model
 	$(BIN)/rasa test core --stories tests/test_stories.yml --model models \
