@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, FrozenSet, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from bot.config import DraftingConfig
 from bot.store.models import Mode
@@ -35,12 +35,8 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class DraftingPolicy:
-    threshold: float
-    intent_thresholds: Mapping[str, float]
-    channel_thresholds: Mapping[str, float]
-    always_review: FrozenSet[str]
-    review_customer_flags: FrozenSet[str]
+class DraftingPolicy(DraftingConfig):
+    """The ``drafting`` settings (:class:`bot.config.DraftingConfig`) and the rules above."""
 
     @classmethod
     def from_config(cls, config: Union[DraftingConfig, Mapping[str, Any]]) -> "DraftingPolicy":

@@ -32,6 +32,7 @@ from bot import processes
 from bot.config import Config, load_config
 from bot.launcher import Part, run_all, write_rasa_endpoints
 from bot.opening_hours import WEEKDAYS
+from tests.bot.process_support import alive
 from tests.conftest import fresh_postgres_database
 
 # An HTTP server on the port given as argv[1], quiet; SIGTERM ends it (default action).
@@ -194,19 +195,9 @@ def test_the_whole_process_group_is_stopped(
 
     grandchild = int(pid_file.read_text())
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(grandchild):
+    while time.monotonic() < deadline and alive(grandchild):
         time.sleep(0.05)
-    assert not _alive(grandchild), "the part's child survived the stop"
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper does not count)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    state = next(line for line in status.splitlines() if line.startswith("State:"))
-    return "Z" not in state.split()[1]
+    assert not alive(grandchild), "the part's child survived the stop"
 
 
 def test_a_part_killed_by_a_real_time_signal_is_reported(
@@ -284,16 +275,16 @@ def started_pids(text: str) -> Dict[str, int]:
 def wait_gone(pids: List[int], timeout: float) -> List[int]:
     """Poll until none of ``pids`` runs any more; returns those still running at the deadline."""
     deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if _alive(pid)]
+    alive = [pid for pid in pids if alive(pid)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [pid for pid in alive if _alive(pid)]
+        alive = [pid for pid in alive if alive(pid)]
     return alive
 
 
 def kill_leftovers(pids: List[int]) -> None:
     for pid in pids:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -316,7 +307,7 @@ def test_a_killed_launcher_takes_every_part_and_its_children_with_it(tmp_path: P
         while not grandchild_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         pids = list(started_pids(output.text).values()) + [int(grandchild_file.read_text())]
-        assert all(_alive(pid) for pid in pids)
+        assert all(alive(pid) for pid in pids)
 
         launcher.kill()
         launcher.wait()

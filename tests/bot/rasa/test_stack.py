@@ -15,6 +15,8 @@ from typing import Dict, List
 
 import pytest
 
+from tests.bot.process_support import alive
+
 from bot import processes
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -38,16 +40,6 @@ PARENT = (
     "print('ready', processes._watchdog.process.pid, flush=True)\n"
     "time.sleep(120)\n"
 )
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper does not count)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    state = next(line for line in status.splitlines() if line.startswith("State:"))
-    return "Z" not in state.split()[1]
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
