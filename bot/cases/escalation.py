@@ -427,7 +427,8 @@ def _text(value: Any, what: str, limit: int) -> str:
     return value
 
 
-def reply(session: Session, case_id: int, user: Actor, text: Any, token: Any = None) -> Dict[str, Any]:
+def reply(session: Session, case_id: int, user: Actor, text: Optional[str],
+          token: Optional[str] = None) -> Dict[str, Any]:
     """An agent's reply: outbox (to the customer), Rasa tracker (transcript), first response.
 
     ``token`` (optional, from the form or API client) makes a resubmitted reply a no-op.
@@ -458,7 +459,7 @@ def reply(session: Session, case_id: int, user: Actor, text: Any, token: Any = N
     return {"case_id": case.id, "outbox_id": item.id, "duplicate": False}
 
 
-def add_note(session: Session, case_id: int, user: Actor, text: Any) -> Dict[str, Any]:
+def add_note(session: Session, case_id: int, user: Actor, text: Optional[str]) -> Dict[str, Any]:
     """An internal note (agents only; never sent)."""
     case, _, _ = _load(session, case_id)
     text = _text(text, "the note", MAX_NOTE)
@@ -485,7 +486,7 @@ def assign(session: Session, case_id: int, user: Actor, assignee: int) -> Dict[s
     return {"case_id": case.id, "assigned_to": target.id, "previous": before}
 
 
-def close(session: Session, case_id: int, user: Actor, root_cause: Any, resolution: Any,
+def close(session: Session, case_id: int, user: Actor, root_cause: Optional[str], resolution: Optional[str],
           settings: CaseSettings) -> Dict[str, Any]:
     """Close with a root cause (required) and a resolution; the bot takes over again."""
     case, conversation, _ = _load(session, case_id)

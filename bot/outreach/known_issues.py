@@ -138,7 +138,8 @@ def _required(value: Any, field: str, limit: int) -> str:
     return value
 
 
-def open_known_issue(session: Session, user: Actor, root_cause: Any, title: Any, text_nl: Any, text_en: Any,
+def open_known_issue(session: Session, user: Optional[Actor], root_cause: Optional[str], title: Optional[str],
+                     text_nl: Optional[str], text_en: Optional[str],
                      taxonomy: Taxonomy) -> Dict[str, Any]:
     """Open a known issue for ``root_cause`` (409 when one is open already)."""
     if not isinstance(root_cause, str) or root_cause not in taxonomy:

@@ -198,7 +198,8 @@ def approve(session: Session, draft_id: int, user: Actor) -> Dict[str, Any]:
     return _result(draft, user, items)
 
 
-def edit(session: Session, draft_id: int, user: Actor, text: Any, intent: Any = None) -> Dict[str, Any]:
+def edit(session: Session, draft_id: int, user: Actor, text: Optional[str],
+         intent: Optional[str] = None) -> Dict[str, Any]:
     """Send one message with the agent's text instead (and label the intent, if given)."""
     draft_id = _draft_id(draft_id)
     text = _clean_text(text)
@@ -235,7 +236,7 @@ def pick(session: Session, draft_id: int, user: Actor, index: int) -> Dict[str, 
     return _result(draft, user, items)
 
 
-def reject(session: Session, draft_id: int, user: Actor, reason: Any = None,
+def reject(session: Session, draft_id: int, user: Actor, reason: Optional[str] = None,
            settings: Optional[CaseSettings] = None) -> Dict[str, Any]:
     """Send nothing from the bot: open a case held by ``user`` (human mode)."""
     draft_id = _draft_id(draft_id)

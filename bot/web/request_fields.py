@@ -6,7 +6,7 @@ wrong shape; a form's text ``"12"`` and JSON's ``12`` read the same.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 from bot.errors import InvalidInput
 
@@ -29,6 +29,19 @@ def optional_whole_number(value: Any, field: str, what: str = "a whole number") 
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return whole_number(value, field, what)
+
+
+def optional_text(value: Any, field: str) -> Optional[str]:
+    """A JSON string (or nothing); a number, list or object where a text belongs is refused.
+    (Whether the text is long enough, or too long, is the domain's rule.)"""
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInput(f"'{field}' must be a string, not {type(value).__name__}", field=field)
+
+
+def texts(body: Mapping[str, Any], *fields: str) -> Tuple[Optional[str], ...]:
+    """:func:`optional_text` of each of ``fields`` in a JSON body, in order."""
+    return tuple(optional_text(body.get(field), field) for field in fields)
 
 
 def flag(value: Any, field: str) -> bool:

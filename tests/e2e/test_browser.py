@@ -28,7 +28,7 @@ from PIL import Image
 
 from bot.web.app import create_app
 from bot.web.keys import STORE_KEY
-from bot.web.auth import create_user
+from bot.accounts import create_user
 from bot.config import load_config
 from bot.reporting.charts import CURRENT, PREVIOUS
 from bot.store.models import Role

@@ -16,7 +16,7 @@ from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.customers.identification import agent_link
 from bot.store.models import Role
-from bot.web.request_fields import whole_number
+from bot.web.request_fields import optional_text, texts, whole_number
 from bot.web.keys import CRM_KEY
 
 HANDLE_ROLES = (Role.agent, Role.admin)
@@ -52,15 +52,16 @@ async def get_case(request: web.Request) -> web.Response:
 @require_role(*HANDLE_ROLES)
 async def reply(request: web.Request) -> web.Response:
     body = await read_json(request)
-    result = await _store(request).run(cases.reply, case_id(request), request[auth.USER_KEY],
-                                       body.get("text"), body.get("token"))
+    text, token = texts(body, "text", "token")
+    result = await _store(request).run(cases.reply, case_id(request), request[auth.USER_KEY], text, token)
     return web.json_response(result)
 
 
 @require_role(*HANDLE_ROLES)
 async def note(request: web.Request) -> web.Response:
     body = await read_json(request)
-    result = await _store(request).run(cases.add_note, case_id(request), request[auth.USER_KEY], body.get("text"))
+    [text] = texts(body, "text")
+    result = await _store(request).run(cases.add_note, case_id(request), request[auth.USER_KEY], text)
     return web.json_response(result)
 
 
@@ -77,8 +78,9 @@ async def assign(request: web.Request) -> web.Response:
 @require_role(*HANDLE_ROLES)
 async def close(request: web.Request) -> web.Response:
     body = await read_json(request)
+    root_cause, resolution = texts(body, "root_cause", "resolution")
     result = await _store(request).run(cases.close, case_id(request), request[auth.USER_KEY],
-                                       body.get("root_cause"), body.get("resolution"), _cases(request))
+                                       root_cause, resolution, _cases(request))
     return web.json_response(result)
 
 
@@ -89,7 +91,7 @@ async def link(request: web.Request) -> web.Response:
     number = case_id(request)
     identity = whole_number(body.get("identity_id"), "identity_id", "the id of the channel identity to link")
     result = await agent_link(_store(request), _crm(request), number, request[auth.USER_KEY],
-                              identity, body.get("customer_number"),
+                              identity, optional_text(body.get("customer_number"), "customer_number"),
                               _config(request).crm.timeout_seconds)
     return web.json_response(result)
 

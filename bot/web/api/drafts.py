@@ -16,7 +16,7 @@ from bot.review import decisions as drafts
 from bot.web.auth import public, require_role
 from bot.errors import InvalidInput, NotFound
 from bot.store.models import Role, utcnow
-from bot.web.request_fields import whole_number
+from bot.web.request_fields import optional_text, whole_number
 from bot.web.keys import CASES_KEY, CONFIG_KEY, STORE_KEY
 
 DRAFT_ROLES = (Role.agent, Role.admin)
@@ -132,7 +132,7 @@ async def edit(request: web.Request) -> web.Response:
     if "text" not in body:
         raise InvalidInput("missing field 'text'")
     result = await _store(request).run(drafts.edit, _draft_id(request), request[auth.USER_KEY],
-                                       body["text"], body.get("intent"))
+                                       optional_text(body["text"], "text"), optional_text(body.get("intent"), "intent"))
     return web.json_response(result)
 
 
@@ -150,7 +150,7 @@ async def pick(request: web.Request) -> web.Response:
 async def reject(request: web.Request) -> web.Response:
     body = await read_json(request, required=False)
     result = await _store(request).run(drafts.reject, _draft_id(request), request[auth.USER_KEY],
-                                       body.get("reason"), _cases(request))
+                                       optional_text(body.get("reason"), "reason"), _cases(request))
     return web.json_response(result)
 
 

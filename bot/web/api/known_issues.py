@@ -13,7 +13,7 @@ from bot.web import auth
 from bot.outreach import broadcasts
 from bot.outreach import known_issues
 from bot.web.api.drafts import _cases, _store, read_json
-from bot.web.request_fields import flag, optional_whole_number
+from bot.web.request_fields import flag, optional_whole_number, texts
 from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.store.models import Role
@@ -59,9 +59,9 @@ async def list_issues(request: web.Request) -> web.Response:
 async def open_issue(request: web.Request) -> web.Response:
     """``{"root_cause", "title", "text_nl", "text_en"}`` → 201; 409 when one is open for it."""
     body = await read_json(request)
-    result = await _store(request).run(known_issues.open_known_issue, request[auth.USER_KEY], body.get("root_cause"),
-                                       body.get("title"), body.get("text_nl"), body.get("text_en"),
-                                       _cases(request).taxonomy)
+    root_cause, title, text_nl, text_en = texts(body, "root_cause", "title", "text_nl", "text_en")
+    result = await _store(request).run(known_issues.open_known_issue, request[auth.USER_KEY], root_cause,
+                                       title, text_nl, text_en, _cases(request).taxonomy)
     return web.json_response(result, status=201)
 
 
@@ -77,8 +77,9 @@ async def resolve(request: web.Request) -> web.Response:
     body = await read_json(request)
     window = optional_whole_number(body.get("window_days"), "window_days", "a whole number of days")
     include = flag(body.get("include_contacted", False), "include_contacted")
+    fix_nl, fix_en = texts(body, "fix_text_nl", "fix_text_en")
     result = await _store(request).run(broadcasts.resolve, known_issue_id(request), request[auth.USER_KEY],
-                                       body.get("fix_text_nl"), body.get("fix_text_en"), window, include)
+                                       fix_nl, fix_en, window, include)
     return web.json_response(result)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import InvalidInput
-from bot.web.request_fields import flag, optional_whole_number, whole_number
+from bot.web.request_fields import flag, optional_text, optional_whole_number, whole_number
 
 
 @pytest.mark.parametrize("value, expected", [(0, 0), (12, 12), ("12", 12), (" 7 ", 7)])
@@ -44,3 +44,11 @@ def test_flags_from_json_or_a_form(value: object, expected: bool) -> None:
 def test_a_flag_is_true_or_false(value: object) -> None:
     with pytest.raises(InvalidInput, match="'include_contacted' must be true or false"):
         flag(value, "include_contacted")
+
+
+def test_a_text_field_is_a_string_or_missing() -> None:
+    assert optional_text("hoi", "text") == "hoi" and optional_text(None, "text") is None
+    for value in (5, ["hoi"], {"text": "hoi"}, True):
+        with pytest.raises(InvalidInput, match="'text' must be a string") as error:
+            optional_text(value, "text")
+        assert error.value.details == {"field": "text"}
