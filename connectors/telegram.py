@@ -62,14 +62,15 @@ from telegram.request import HTTPXRequest
 
 from bot.errors import InvalidInput, NotAllowed, WebcareError
 from connectors.base import (
-    IntakePort,
     Capabilities,
     Connector,
     ConnectorError,
     DeliveryError,
     InboundMessage,
+    IntakePort,
     SendResult,
 )
+from connectors.registry import connector_class
 
 if TYPE_CHECKING:
     import argparse
@@ -631,8 +632,6 @@ def _redact_in_http_logs(token: str) -> None:
 
 def telegram_connector(config: "Config", channel: str) -> TelegramConnector:
     """The configured Telegram channel ``channel`` (for the command line)."""
-    from connectors.registry import connector_class
-
     options = config.channels.get(channel)
     if not isinstance(options, Mapping) or not options.get("type"):
         known = ", ".join(sorted(config.channels)) or "none"

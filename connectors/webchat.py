@@ -59,12 +59,12 @@ from bot.errors import InvalidInput, NotAllowed, RateLimited, TooLarge, Unsuppor
 from bot.store.database import Store
 from bot.store.models import ChannelIdentity, Conversation, Direction, Message, OutboxItem, utcnow
 from connectors.base import (
-    IntakePort,
     Capabilities,
     Connector,
     ConnectorError,
     DeliveryError,
     InboundMessage,
+    IntakePort,
     SendResult,
 )
 

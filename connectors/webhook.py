@@ -22,12 +22,12 @@ from aiohttp import web
 
 from bot.errors import InvalidInput, NotAuthenticated
 from connectors.base import (
-    IntakePort,
     Capabilities,
     Connector,
     ConnectorError,
     DeliveryError,
     InboundMessage,
+    IntakePort,
     SendResult,
 )
 from connectors.signing import SIGNATURE_HEADER, sign, verify

@@ -44,6 +44,7 @@ class Predictions:
 
 def load_rasa_examples(paths: Iterable[Path]) -> List[Example]:
     """Intent examples of Rasa NLU files, with their ``lang`` metadata."""
+    # lazy: importing Rasa's training-data loaders (and TensorFlow behind them) takes seconds
     from rasa.shared.nlu.training_data.loading import load_data
 
     from nlu.language_detector import training_language

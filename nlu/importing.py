@@ -89,7 +89,7 @@ def read_intent_csv(
     Raises :class:`CsvFormatError` when the file is missing, not UTF-8, or lacks the
     ``text`` or ``intent``/``category`` column.
     """
-    from nlu.language_detector import normalize_language
+    from nlu.language_detector import normalize_language  # lazy: the detector imports Rasa (seconds)
 
     path = Path(path)
     if default_lang is not None and normalize_language(default_lang) is None:
