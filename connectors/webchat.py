@@ -55,7 +55,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.errors import InvalidInput, NotAllowed, RateLimited, TooLarge, UnsupportedMedia, WebcareError
+from bot.errors import InvalidInput, NotAllowed, RateLimited, TooLarge, UnsupportedMedia
 from bot.store.database import Store
 from bot.store.models import ChannelIdentity, Conversation, Direction, Message, OutboxItem, utcnow
 from connectors.base import (

@@ -29,7 +29,7 @@ import datetime as dt
 import io
 import logging
 import math
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session

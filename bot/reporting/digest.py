@@ -23,7 +23,7 @@ import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.config import Config
-from bot.reporting.digest_format import DIGEST_KIND, digest_markdown, redact_words
+from bot.reporting.digest_format import DIGEST_KIND, redact_words
 from bot.reporting.recurring_issues import Period, change_pct, comments, recurring_issue_report, trend
 from bot.reporting.sinks import build_sinks
 from bot.store.models import Contact, ReportDigest, utcnow
