@@ -275,11 +275,11 @@ def started_pids(text: str) -> Dict[str, int]:
 def wait_gone(pids: List[int], timeout: float) -> List[int]:
     """Poll until none of ``pids`` runs any more; returns those still running at the deadline."""
     deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if alive(pid)]
-    while alive and time.monotonic() < deadline:
+    left = [pid for pid in pids if alive(pid)]
+    while left and time.monotonic() < deadline:
         time.sleep(0.05)
-        alive = [pid for pid in alive if alive(pid)]
-    return alive
+        left = [pid for pid in left if alive(pid)]
+    return left
 
 
 def kill_leftovers(pids: List[int]) -> None:
