@@ -35,6 +35,7 @@ DEFAULTS: Dict[str, Any] = {
         "threshold": 0.8,
         "intent_thresholds": {},
         "channel_thresholds": {},
+        "public_thresholds": {},
         "always_review": ["complaint", "cancel_contract", "payment_arrangement"],
         "review_customer_flags": ["vip", "sensitive"],
     },
@@ -143,6 +144,9 @@ class DraftingConfig:
     channel_thresholds: Mapping[str, float]
     always_review: FrozenSet[str]
     review_customer_flags: FrozenSet[str]
+    # Public replies (comments) are reviewed unless the channel is named here; its threshold
+    # only ever raises the private one.
+    public_thresholds: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, section: Mapping[str, Any]) -> "DraftingConfig":
@@ -157,6 +161,7 @@ class DraftingConfig:
             channel_thresholds=_thresholds("channel_thresholds", section.get("channel_thresholds") or {}),
             always_review=_names("always_review", section.get("always_review") or []),
             review_customer_flags=_names("review_customer_flags", section.get("review_customer_flags") or []),
+            public_thresholds=_thresholds("public_thresholds", section.get("public_thresholds") or {}),
         )
 
 

@@ -4,6 +4,14 @@ from __future__ import annotations
 from typing import Optional
 
 TEXTS = {
+    "moved_to_private_public": {
+        "nl": "We sturen je een DM, dan kijken we er samen naar.",
+        "en": "We've sent you a DM so we can look into this together.",
+    },
+    "moved_to_private_private": {
+        "nl": "Hoi! Je reageerde onder ons bericht. Hier kunnen we je persoonlijk helpen: wat is er precies aan de hand?",
+        "en": "Hi! You commented on our post. Here we can help you personally: what exactly is going on?",
+    },
     "handed_to_agent": {
         "nl": "Ik heb je vraag doorgezet naar een collega. Die leest je hele gesprek mee, "
               "dus je hoeft niets te herhalen. Je hoort zo snel mogelijk van ons.",

@@ -8,8 +8,9 @@ registered under the entry-point group ``webcare.connectors``.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Tuple
 
 from bot.store.database import Store
 
@@ -27,8 +28,41 @@ class InboundMessage:
     text: Optional[str]
     sender_name: Optional[str] = None
     language_hint: Optional[str] = None
-    kind: str = "text"  # text | button | attachment | edit
+    kind: str = "text"  # text | button | attachment | edit | deleted
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # "private" (a DM, a chat) or "public" (a comment everyone can read, see
+    # ARCHITECTURE.md); a public message belongs to ``thread`` (the post it is under): one
+    # public conversation per customer and thread, apart from their private one.
+    visibility: str = "private"
+    thread: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A webhook event webcare does not act on (logged, answered 200, nothing stored)."""
+
+    reason: str
+
+
+DELIVERY_STATES = ("sent", "delivered", "read", "failed")
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """The platform's word on a message we sent (WhatsApp statuses, Messenger receipts).
+
+    Either one message (``channel_message_id``) or, for a read watermark, every message sent
+    to ``recipient`` up to ``watermark``. ``status`` is one of :data:`DELIVERY_STATES`; a
+    state never goes back (read after delivered after sent; failed is final).
+    """
+
+    channel: str
+    status: str
+    channel_message_id: Optional[str] = None
+    recipient: Optional[str] = None
+    watermark: Optional[dt.datetime] = None
+    at: Optional[dt.datetime] = None
+    error: Optional[str] = None
 
 
 class Accepted(Protocol):
@@ -48,6 +82,64 @@ class IntakePort(Protocol):
         """Commit ``inbound`` (idempotent on its channel message id) before the channel's 2xx."""
         ...
 
+    async def record_delivery(self, update: DeliveryUpdate) -> int:
+        """Commit a delivery status before the channel's 2xx; the number of messages it moved."""
+        ...
+
+
+@dataclass(frozen=True)
+class MessagingWindow:
+    """A channel that allows a free-form message only for a while after the customer's last.
+
+    ``free_form_hours``: WhatsApp and Messenger 24. ``human_agent_hours``: Messenger's
+    ``HUMAN_AGENT`` tag lets a person's reply out up to 7 days (168 h); None: no such tag.
+    ``margin_minutes``: the window counts as closed this much earlier (our clock and the
+    platform's, the time the message took to reach us).
+    """
+
+    free_form_hours: float = 24.0
+    human_agent_hours: Optional[float] = None
+    margin_minutes: float = 5.0
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """An approved message template the channel sends outside its window, for one purpose.
+
+    ``languages``: our language code → the template's (``{"nl": "nl", "en": "en_US"}``);
+    the first is used when the customer's language has none. ``parameters``: what fills the
+    body's ``{{1}}``, ``{{2}}``, ...: ``text`` (the message), ``customer_name``.
+    """
+
+    name: str
+    languages: Tuple[Tuple[str, str], ...]
+    parameters: Tuple[str, ...] = ("text",)
+
+    def language_for(self, language: Optional[str]) -> str:
+        for ours, theirs in self.languages:
+            if ours == language:
+                return theirs
+        return self.languages[0][1]
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What the dispatcher knows of an outbound message beyond its payload.
+
+    ``purpose``: answer, ack, handover, notice, csat or broadcast; ``source``: bot, draft, agent
+    or broadcast; ``typed_by_person``: an agent wrote the text (a reply, an edited draft; not a
+    bot's draft approved as it was); ``visibility``: private or public; ``reply_to``: for a
+    public conversation, the comment to answer under.
+    """
+
+    purpose: str = "answer"
+    source: str = "bot"
+    typed_by_person: bool = False  # an agent's reply or an agent's edit of a draft
+    visibility: str = "private"
+    reply_to: Optional[str] = None
+    language: Optional[str] = None
+    customer_name: Optional[str] = None
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -56,6 +148,7 @@ class Capabilities:
     max_text_length: int = 4096
     buttons: bool = True
     rate_limit_per_second: float = 30.0
+    window: Optional[MessagingWindow] = None  # None: the channel may always send
 
 
 @dataclass(frozen=True)
@@ -63,6 +156,9 @@ class SendResult:
     """Outcome of a successful delivery."""
 
     channel_message_id: Optional[str] = None
+    # The recipient's address as the platform answered it, when it differs from the one we
+    # sent to (a private reply to a comment goes to the comment; Meta answers with the PSID).
+    recipient_id: Optional[str] = None
 
 
 class DeliveryError(Exception):
@@ -71,6 +167,7 @@ class DeliveryError(Exception):
     ``retry_after``: the channel asked us to wait (seconds; e.g. Telegram 429).
     ``permanent``: retrying cannot help (bad request, recipient gone).
     ``unreachable``: the recipient blocked us / no longer exists; stop sending to them.
+    ``needs_template``: the platform says the window is closed; a template is needed.
     """
 
     def __init__(
@@ -80,12 +177,14 @@ class DeliveryError(Exception):
         retry_after: Optional[float] = None,
         permanent: bool = False,
         unreachable: bool = False,
+        needs_template: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        self.permanent = permanent or unreachable
+        self.permanent = permanent or unreachable or needs_template
         self.unreachable = unreachable
+        self.needs_template = needs_template
 
 
 class ConnectorError(Exception):
@@ -121,6 +220,16 @@ class Connector(abc.ABC):
         ``idempotency_key`` is stable across retries of the same message; pass it on where
         the channel can deduplicate. Raise :class:`DeliveryError` on failure.
         """
+
+    async def deliver(self, recipient: str, payload: Dict[str, Any], idempotency_key: str,
+                      context: SendContext) -> SendResult:
+        """What the dispatcher calls: :meth:`send`, unless the channel needs ``context``
+        (public replies, message tags); override it then."""
+        return await self.send(recipient, payload, idempotency_key)
+
+    def template_for(self, purpose: str) -> Optional[TemplateSpec]:
+        """The template configured for ``purpose`` outside the window (None: none)."""
+        return None
 
     async def start(self) -> None:
         """Called when the service starts (open clients, start polling)."""

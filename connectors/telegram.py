@@ -35,7 +35,6 @@ import os
 import re
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -66,6 +65,7 @@ from connectors.base import (
     Connector,
     ConnectorError,
     DeliveryError,
+    Ignored,
     InboundMessage,
     IntakePort,
     SendResult,
@@ -91,13 +91,6 @@ MAX_REMEMBERED_PROGRESS = 10_000
 # also carries a document, a venue also a location.
 _FILE_ATTACHMENTS = ("animation", "photo", "video", "video_note", "voice", "audio", "sticker", "document")
 _LABELS = {"voice": "voice message", "video_note": "video message", "animation": "GIF"}
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """An update webcare does not act on (logged, answered 200, nothing stored)."""
-
-    reason: str
 
 
 class TelegramConnector(Connector):

@@ -45,6 +45,7 @@ from bot.errors import InvalidInput, Conflict, NotFound
 from bot.events import CaseOpened, TrackerEventsQueued, emit
 from bot.opening_hours import OpeningHours, day_label
 from bot.cases.root_causes import Taxonomy, load_taxonomy
+from bot.privacy.personal_data import refuse_in_public
 from bot.store.models import (
     Case,
     CaseNote,
@@ -61,6 +62,7 @@ from bot.store.models import (
     Purpose,
     TrackerEvent,
     User,
+    Visibility,
     utcnow,
 )
 from bot.customers.identity_linking import customer_history
@@ -78,8 +80,9 @@ HISTORY_MESSAGES = 200  # messages per conversation kept in a snapshot
 EARLIER_MESSAGES = 50  # messages per earlier conversation kept in a snapshot
 
 # Triggers for which the customer is told a colleague takes over (with the waiting time).
-# ``draft_rejected``: the rejecting agent already holds the conversation and answers.
-SILENT_TRIGGERS = frozenset({"draft_rejected"})
+# ``draft_rejected``: the rejecting agent already holds the conversation and answers;
+# ``moved_to_private``: the agent's private reply to the comment is the first word.
+SILENT_TRIGGERS = frozenset({"draft_rejected", "moved_to_private"})
 PROJECT = Path(__file__).resolve().parents[2]  # where the shipped data/ and domain.yml live
 
 
@@ -260,7 +263,8 @@ def open_case(
         "wait_estimate": estimate.to_dict(),
     }
     _set_mode_human(session, conversation, assign_to)
-    if trigger not in SILENT_TRIGGERS:
+    # In a public thread the agent answers in person: no automatic notice everyone can read.
+    if trigger not in SILENT_TRIGGERS and conversation.visibility != Visibility.public:
         outbox.enqueue(
             session, key=f"case:{case.id}:handover", channel=conversation.channel,
             recipient=identity.external_id,
@@ -319,6 +323,11 @@ def _turn(message: Message) -> Dict[str, Any]:
         "status": message.status,
         "at": message.created_at.isoformat(),
     }
+    sent_as = (message.payload or {}).get("sent_as")
+    if isinstance(sent_as, dict):
+        entry["sent_as"] = sent_as.get("template") or sent_as.get("action")
+    if message.last_error and message.direction == Direction.outbound:
+        entry["error"] = message.last_error
     if message.direction == Direction.inbound:
         entry["intent"] = intent.get("name")
         entry["confidence"] = intent.get("confidence")
@@ -327,6 +336,14 @@ def _turn(message: Message) -> Dict[str, Any]:
             if isinstance(e, dict)]
         entry["language"] = (nlu.get("language") or {}).get("name")
     return entry
+
+
+def last_customer_message_at(session: Session, conversation_id: int) -> Optional[dt.datetime]:
+    """When the customer last wrote in the conversation (None: never)."""
+    return session.execute(
+        select(Message.created_at).where(Message.conversation_id == conversation_id,
+                                         Message.direction == Direction.inbound)
+        .order_by(Message.id.desc()).limit(1)).scalar()
 
 
 def conversation_transcript(session: Session, conversation_id: int, limit: int = HISTORY_MESSAGES) -> List[Dict[str, Any]]:
@@ -428,14 +445,18 @@ def _text(value: Any, what: str, limit: int) -> str:
 
 
 def reply(session: Session, case_id: int, user: Actor, text: Optional[str],
-          token: Optional[str] = None) -> Dict[str, Any]:
+          token: Optional[str] = None, override_personal_data: bool = False) -> Dict[str, Any]:
     """An agent's reply: outbox (to the customer), Rasa tracker (transcript), first response.
 
-    ``token`` (optional, from the form or API client) makes a resubmitted reply a no-op.
+    ``token`` (optional, from the form or API client) makes a resubmitted reply a no-op. In a
+    public conversation the reply is refused when it holds personal data, unless
+    ``override_personal_data`` (audited).
     """
     case, conversation, identity = _load(session, case_id)
     _open(case)
     text = _text(text, "the reply", MAX_REPLY)
+    findings = (refuse_in_public(text, override_personal_data)
+                if conversation.visibility == Visibility.public else [])
     if token is not None and (not isinstance(token, str) or not 8 <= len(token) <= 64):
         raise InvalidInput("the reply token must be a string of 8 to 64 characters")
     now = utcnow()
@@ -455,7 +476,9 @@ def reply(session: Session, case_id: int, user: Actor, text: Optional[str],
     tracker_events(session, conversation.rasa_sender_id, [
         {"event": "bot", "text": text, "timestamp": now.timestamp(),
          "metadata": {"webcare_agent": user.username, "webcare_case": case.id}}])
-    record(session, user.id, "case.reply", "case", case.id, {"outbox_id": item.id, "length": len(text)})
+    record(session, user.id, "case.reply", "case", case.id,
+           {"outbox_id": item.id, "length": len(text),
+            **({"personal_data_override": [f.masked() for f in findings]} if findings else {})})
     return {"case_id": case.id, "outbox_id": item.id, "duplicate": False}
 
 
@@ -547,6 +570,7 @@ def case_queue(session: Session, now: Optional[dt.datetime] = None, include_clos
             "status": CaseStatus(case.status).value,
             "trigger": case.trigger,
             "channel": conversation.channel,
+            "visibility": conversation.visibility.value,
             "customer": customer.display_name or identity.display_name or identity.external_id,
             "language": case.language,
             "assigned_to": agent.display_name if agent else None,
@@ -584,6 +608,11 @@ def case_detail(session: Session, case_id: int, now: Optional[dt.datetime] = Non
         "conversation_id": conversation.id,
         "conversation_mode": Mode(conversation.mode).value,
         "channel": conversation.channel,
+        "visibility": conversation.visibility.value,
+        "thread_id": conversation.thread_id,
+        "linked_id": conversation.linked_id,
+        # the customer's last message here: the console shows when a channel's window closes
+        "last_customer_message_at": _iso(last_customer_message_at(session, conversation.id)),
         "language": conversation.language or case.language,
         "opened_at": _iso(case.opened_at),
         "first_response_at": _iso(case.first_response_at),

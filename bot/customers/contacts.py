@@ -58,6 +58,7 @@ from bot.store.models import (
     Mode,
     OutboxItem,
     Purpose,
+    Visibility,
     utcnow,
 )
 
@@ -179,8 +180,11 @@ def _mark_repeat(session: Session, contact: Contact, window: dt.timedelta) -> No
 
 def ask_for_rating(session: Session, contact: Contact, conversation: Conversation,
                    now: Optional[dt.datetime] = None) -> bool:
-    """Ask for a 1-5 rating, once per contact; never after "stop" or to an unreachable customer."""
+    """Ask for a 1-5 rating, once per contact; never after "stop", to an unreachable customer,
+    or under a public comment (everyone would read the question)."""
     if contact.csat_asked_at is not None or opted_out(session, conversation.customer_id):
+        return False
+    if conversation.visibility == Visibility.public:
         return False
     identity = session.get(ChannelIdentity, conversation.identity_id)
     if identity is None or not identity.reachable:

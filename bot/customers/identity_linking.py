@@ -175,6 +175,8 @@ def customer_history(session: Session, customer_id: int,
             "created_at": message.created_at.isoformat(),
             "intent": intent,
             "confidence": confidence,
+            "status": message.status,
+            "kind": (message.payload or {}).get("kind"),
         })
     return [
         {
@@ -182,6 +184,9 @@ def customer_history(session: Session, customer_id: int,
             "channel": conversation.channel,
             "identity_id": conversation.identity_id,
             "mode": conversation.mode.value,
+            "visibility": conversation.visibility.value,
+            "thread_id": conversation.thread_id,
+            "linked_id": conversation.linked_id,
             "created_at": conversation.created_at.isoformat(),
             "closed_at": conversation.closed_at.isoformat() if conversation.closed_at else None,
             "messages": by_id[conversation.id],

@@ -34,12 +34,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import ColumnElement
 
 from bot.store import audit
 from bot.privacy import gdpr
+from bot.pipeline import messaging_window
 from bot.pipeline.rate_limit import TokenBucket
 from bot.store.database import Store
 from bot.store.models import (
@@ -47,12 +48,14 @@ from bot.store.models import (
     ChannelIdentity,
     Conversation,
     Customer,
+    Direction,
     Message,
     OutboxItem,
     OutboxStatus,
+    Visibility,
     utcnow,
 )
-from connectors.base import Connector, DeliveryError
+from connectors.base import Connector, DeliveryError, SendContext, SendResult
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,10 @@ class Delivery:
     attempts: int
     lease_until: Optional[dt.datetime] = None
     owner: Optional[str] = None
+    # Filled by confirm_send(context=True), for channels with a messaging window or their own
+    # deliver(): what the message is for, and when the customer last wrote on this channel.
+    context: SendContext = SendContext()
+    last_customer_message: Optional[dt.datetime] = None
 
 
 Lease = Tuple[Optional[str], dt.datetime]  # (lease_owner, lease_until) of an item we hold
@@ -285,15 +292,22 @@ class Dispatcher:
                 logger.info("dispatcher: outbox %s is no longer ours (its lease was lost); not sending it",
                             delivery.id)
                 return False
-            confirmed = await self.store.run(confirm_send, current)
+            confirmed = await self.store.run(confirm_send, current, needs_context(connector))
             if confirmed is not None:
                 leases.confirmed(confirmed)
         if confirmed is None:
             return False
         delivery = confirmed
+        decision = messaging_window.decide(
+            connector.capabilities.window, delivery.payload, delivery.context, delivery.last_customer_message,
+            connector.template_for(delivery.context.purpose), utcnow())
+        if decision.action == messaging_window.HOLD:
+            bucket.sent(slot)
+            await self.store.run(record_held, delivery.id, decision.reason)
+            return True  # final: the recipient's later items go on (each decided on its own)
         try:
             try:
-                result = await connector.send(delivery.recipient, delivery.payload, delivery.key)
+                result = await connector.deliver(delivery.recipient, decision.payload, delivery.key, delivery.context)
             finally:
                 bucket.sent(slot)  # the rate window counts this send from when it finished
         except DeliveryError as error:
@@ -305,8 +319,17 @@ class Dispatcher:
             logger.exception("dispatcher: %s connector failed", delivery.channel)
             await self.store.run(record_failure, delivery, DeliveryError(repr(exc)), self.max_attempts)
             return False
-        await self.store.run(record_success, delivery.id, result.channel_message_id)
+        sent_as = None if decision.action == messaging_window.SEND else {"action": decision.action,
+                                                                         "reason": decision.reason}
+        if decision.action == messaging_window.TEMPLATE:
+            sent_as["template"] = decision.payload["template"]["name"]
+        await self.store.run(record_success, delivery.id, result.channel_message_id, sent_as, result.recipient_id)
         return True
+
+
+def needs_context(connector: Connector) -> bool:
+    """Whether sends on ``connector`` need :attr:`Delivery.context` (a few more reads each)."""
+    return connector.capabilities.window is not None or type(connector).deliver is not Connector.deliver
 
 
 # ---------------------------------------------------------------- units of work
@@ -358,10 +381,10 @@ def claim_due(session: Session, channels: List[str], limit: int, owner: Optional
     return claimed
 
 
-def confirm_send(session: Session, delivery: Delivery) -> Optional[Delivery]:
+def confirm_send(session: Session, delivery: Delivery, context: bool = False) -> Optional[Delivery]:
     """``delivery`` when it is to be sent now, else None: the item is still pending, still ours
     (the row still has the lease ``delivery`` carries, the fencing token) and its customer is
-    not erased.
+    not erased. ``context``: fill in :attr:`Delivery.context` and the customer's last message.
 
     A lease with less than half of it left is renewed first (we waited long and the heartbeat
     could not keep it), and the delivery returned carries the new one.
@@ -399,6 +422,8 @@ def confirm_send(session: Session, delivery: Delivery) -> Optional[Delivery]:
             audit.record(session, None, gdpr.OUTBOX_AUDIT, "customer", customer_id, {"outbox_cancelled": [item.id]})
         logger.info("dispatcher: outbox %s is for an erased customer; cancelled, not sent", delivery.id)
         return None
+    if context:
+        delivery = with_context(session, delivery)
     if delivery.lease_until is not None and utcnow() > delivery.lease_until - dt.timedelta(seconds=LEASE_SECONDS / 2):
         # We waited long and the heartbeat did not keep up: keep the item ours while we send it.
         until = renew_lease(session, delivery)
@@ -407,6 +432,49 @@ def confirm_send(session: Session, delivery: Delivery) -> Optional[Delivery]:
             return None
         return replace(delivery, lease_until=until)
     return delivery
+
+
+def with_context(session: Session, delivery: Delivery) -> Delivery:
+    """``delivery`` with its :class:`SendContext` and the customer's last message on the channel.
+
+    A public conversation's reply goes under the customer's latest comment (its ``reply_to``
+    from the connector, else the comment itself). The window counts the customer's private
+    messages to this address only: a comment does not open a DM window.
+    """
+    row = session.execute(
+        select(OutboxItem.purpose, OutboxItem.source, Conversation.id.label("conversation_id"),
+               Conversation.visibility, Conversation.language, Customer.language.label("customer_language"),
+               Customer.display_name, Message.sender)
+        .outerjoin(Message, Message.id == OutboxItem.message_id)
+        .outerjoin(Conversation, Conversation.id == OutboxItem.conversation_id)
+        .outerjoin(Customer, Customer.id == Conversation.customer_id)
+        .where(OutboxItem.id == delivery.id)
+    ).one()
+    visibility = row.visibility or Visibility.private
+    reply_to = None
+    if visibility == Visibility.public:
+        latest = session.execute(
+            select(Message.channel_message_id, Message.payload)
+            .where(Message.conversation_id == row.conversation_id, Message.direction == Direction.inbound)
+            .order_by(Message.id.desc()).limit(1)
+        ).first()
+        if latest is not None:
+            metadata = (latest.payload or {}).get("metadata") or {}
+            reply_to = metadata.get("reply_to") or metadata.get("comment_id") or latest.channel_message_id
+    last = session.execute(
+        select(func.max(Message.created_at))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
+        .where(ChannelIdentity.channel == delivery.channel, ChannelIdentity.external_id == delivery.recipient,
+               Message.direction == Direction.inbound, Conversation.visibility == Visibility.private)
+    ).scalar()
+    purpose = row.purpose.value if row.purpose is not None else (
+        "broadcast" if row.source == "broadcast" else "answer")
+    typed = row.source == "agent" or (row.sender or "").startswith("agent:")
+    context = SendContext(purpose=purpose, source=row.source, typed_by_person=typed,
+                          visibility=visibility.value, reply_to=reply_to,
+                          language=row.language or row.customer_language, customer_name=row.display_name)
+    return replace(delivery, context=context, last_customer_message=last)
 
 
 def _ours(leases: Mapping[int, Lease]) -> ColumnElement:
@@ -480,7 +548,11 @@ def unclaim(session: Session, ids: List[int]) -> None:
         )
 
 
-def record_success(session: Session, item_id: int, channel_message_id: Optional[str]) -> None:
+def record_success(session: Session, item_id: int, channel_message_id: Optional[str],
+                   sent_as: Optional[Dict[str, Any]] = None, recipient_id: Optional[str] = None) -> None:
+    """The item went out: ``sent_as`` says how when not as queued (a template, a message tag);
+    ``recipient_id``: the platform's address of the recipient when it differs from ours (a
+    private reply to a comment: the customer's DM address from now on)."""
     item = session.get(OutboxItem, item_id)
     now = utcnow()
     if item.last_error == gdpr.CANCELLED:
@@ -498,11 +570,58 @@ def record_success(session: Session, item_id: int, channel_message_id: Optional[
     item.lease_until = None
     item.attempts += 1
     item.channel_message_id = channel_message_id
+    item.delivery_status, item.delivery_updated_at = "sent", now
     if item.message_id is not None:
         message = session.get(Message, item.message_id)
         message.status = "sent"
         message.channel_message_id = channel_message_id
         message.processed_at = now
+        if sent_as is not None:
+            message.payload = {**(message.payload or {}), "sent_as": sent_as}
+    if recipient_id and recipient_id != item.recipient:
+        adopt_recipient(session, item, recipient_id)
+
+
+def adopt_recipient(session: Session, item: OutboxItem, recipient_id: str) -> None:
+    """The platform answered a send to ``item.recipient`` (a comment's private reply) with the
+    customer's own address: their identity takes it, so their DM answer lands in the same
+    private conversation and customer. Already known under that address (they wrote to us
+    before): the conversation moves to that identity and customer."""
+    identity = session.execute(
+        select(ChannelIdentity).where(ChannelIdentity.channel == item.channel,
+                                      ChannelIdentity.external_id == item.recipient)
+    ).scalar_one_or_none()
+    if identity is None:
+        return
+    known = session.execute(
+        select(ChannelIdentity).where(ChannelIdentity.channel == item.channel,
+                                      ChannelIdentity.external_id == recipient_id)
+    ).scalar_one_or_none()
+    if known is None:
+        identity.external_id = recipient_id
+    elif item.conversation_id is not None:
+        conversation = session.get(Conversation, item.conversation_id)
+        conversation.identity_id, conversation.customer_id = known.id, known.customer_id
+    session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient,
+               OutboxItem.status == OutboxStatus.pending)
+        .values(recipient=recipient_id)
+        .execution_options(synchronize_session=False)
+    )
+    logger.info("dispatcher: %s recipient %s is %s on the platform", item.channel, item.recipient, recipient_id)
+
+
+def record_held(session: Session, item_id: int, reason: str) -> None:
+    """Outside the channel's window with no template for it: the item ends ``needs_template``."""
+    item = session.get(OutboxItem, item_id)
+    if item.last_error == gdpr.CANCELLED:
+        return
+    item.status, item.lease_until, item.last_error = OutboxStatus.needs_template, None, reason[:2000]
+    if item.message_id is not None:
+        message = session.get(Message, item.message_id)
+        message.status, message.last_error = OutboxStatus.needs_template.value, item.last_error
+    logger.warning("dispatcher: outbox %s held: %s", item.id, reason)
 
 
 def record_failure(session: Session, delivery: Delivery, error: DeliveryError, max_attempts: int) -> None:
@@ -517,6 +636,13 @@ def record_failure(session: Session, delivery: Delivery, error: DeliveryError, m
         item.next_attempt_at = now + dt.timedelta(seconds=error.retry_after)
         return
     item.attempts += 1
+    if error.needs_template:  # the platform says the window is closed (our clock was off)
+        item.status = OutboxStatus.needs_template
+        if item.message_id is not None:
+            message = session.get(Message, item.message_id)
+            message.status, message.last_error = OutboxStatus.needs_template.value, item.last_error
+        logger.warning("dispatcher: outbox %s needs a template: %s", item.id, error.reason)
+        return
     if error.permanent or item.attempts >= max_attempts:
         item.status = OutboxStatus.failed
         if item.message_id is not None:

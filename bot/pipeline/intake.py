@@ -28,11 +28,13 @@ from bot.store.models import (
     InboundStatus,
     Message,
     Mode,
+    Visibility,
     utcnow,
 )
+from bot.pipeline.delivery_receipts import record_delivery
 from bot.pipeline.leases import LEASE_SECONDS, lease_conversation
 from bot.pipeline.worker import Job, Worker, build_job, has_received, next_job
-from connectors.base import InboundMessage
+from connectors.base import DeliveryUpdate, InboundMessage
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,10 @@ class Intake:
             self._flushing = True
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
+
+    async def record_delivery(self, update: DeliveryUpdate) -> int:
+        """Commit a delivery receipt (sent, delivered, read, failed) before the channel's 2xx."""
+        return await self.store.run(record_delivery, update)
 
     async def _flush(self) -> None:
         try:
@@ -158,6 +164,8 @@ def clean_inbound(inbound: InboundMessage) -> InboundMessage:
             return [clean(v, where) for v in value]
         return value
 
+    if inbound.visibility not in (Visibility.private.value, Visibility.public.value):
+        raise InvalidInput(f"visibility must be 'private' or 'public', not {inbound.visibility!r}")
     ids = (inbound.channel_message_id, inbound.sender_id)
     if any("\x00" in str(v) for v in ids):
         raise InvalidInput("the message id and the sender id must not contain NUL characters")
@@ -204,9 +212,13 @@ def store_inbound(session: Session, inbound: InboundMessage, lease_for: Optional
 
     if not identity.reachable:
         identity.reachable = True  # they wrote to us again: they unblocked the bot
+    visibility = Visibility(inbound.visibility)
     conversation = session.execute(
         select(Conversation)
-        .where(Conversation.identity_id == identity.id, Conversation.closed_at.is_(None))
+        .where(Conversation.identity_id == identity.id, Conversation.closed_at.is_(None),
+               Conversation.visibility == visibility,
+               Conversation.thread_id.is_(None) if inbound.thread is None
+               else Conversation.thread_id == inbound.thread)
         .order_by(Conversation.id.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -216,8 +228,10 @@ def store_inbound(session: Session, inbound: InboundMessage, lease_for: Optional
             customer_id=identity.customer_id,
             identity_id=identity.id,
             channel=inbound.channel,
-            rasa_sender_id=f"{inbound.channel}:{inbound.sender_id}",
+            rasa_sender_id=rasa_sender_id(inbound),
             language=_language(inbound.language_hint),
+            visibility=visibility,
+            thread_id=inbound.thread,
         )
         session.add(conversation)
         session.flush()
@@ -275,10 +289,11 @@ def _first_contact(session: Session, inbound: InboundMessage, text: Optional[str
         "customer_id": customer_id, "channel": inbound.channel, "external_id": inbound.sender_id,
         "display_name": name, "created_at": now,
     }).inserted_primary_key[0]
-    rasa_sender_id = f"{inbound.channel}:{inbound.sender_id}"
+    sender_id = rasa_sender_id(inbound)
     conversation = {"customer_id": customer_id, "identity_id": identity_id, "channel": inbound.channel,
-                    "rasa_sender_id": rasa_sender_id, "language": language, "mode": Mode.bot,
-                    "created_at": now, "last_message_at": now, "lease_owner": None, "lease_until": None}
+                    "rasa_sender_id": sender_id, "language": language, "mode": Mode.bot,
+                    "created_at": now, "last_message_at": now, "lease_owner": None, "lease_until": None,
+                    "visibility": Visibility(inbound.visibility), "thread_id": inbound.thread}
     if lease_for is not None:
         conversation.update(lease_owner=lease_for, lease_until=now + dt.timedelta(seconds=LEASE_SECONDS))
     conversation_id = session.execute(_INSERT_CONVERSATION, conversation).inserted_primary_key[0]
@@ -293,12 +308,18 @@ def _first_contact(session: Session, inbound: InboundMessage, text: Optional[str
         job = Job(
             message_id=message_id, conversation_id=conversation_id, text=text or "", kind=inbound.kind,
             truncated=truncated, attempts=0, channel=inbound.channel, recipient=inbound.sender_id,
-            rasa_sender_id=rasa_sender_id, mode=Mode.bot, language=language, language_hint=language,
+            rasa_sender_id=sender_id, mode=Mode.bot, language=language, language_hint=language,
             attachment=metadata.get("attachment"), command=metadata.get("command"),
             tracker_pending=False,  # a first contact has no tracker events yet
             csat_comment_open=False,
         )
     return AcceptResult(message_id, conversation_id, duplicate=False, truncated=truncated, job=job)
+
+
+def rasa_sender_id(inbound: InboundMessage) -> str:
+    """The Rasa conversation of ``inbound``: one per address, and one per public thread."""
+    base = f"{inbound.channel}:{inbound.sender_id}"
+    return base if inbound.visibility == Visibility.private.value else f"{base}:public:{inbound.thread or ''}"
 
 
 def _name(name: Optional[str]) -> Optional[str]:

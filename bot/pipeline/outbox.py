@@ -61,6 +61,7 @@ def enqueue(
         source=source,
         status=OutboxStatus.pending,
         next_attempt_at=not_before or utcnow(),
+        purpose=purpose,
     )
     session.add(item)
     emit(session, OutboxQueued(channel))
@@ -114,6 +115,7 @@ def enqueue_all(
             "idempotency_key": key, "conversation_id": conversation_id, "message_id": message_id,
             "channel": channel, "recipient": recipient, "payload": payload, "source": source,
             "status": OutboxStatus.pending, "attempts": 0, "next_attempt_at": now, "created_at": now,
+            "purpose": purpose,
         })
     if rows:
         session.execute(_INSERT_OUTBOX, rows)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bot.cases.escalation import CaseSettings, default_settings, has_open_case, open_case
 from bot.customer_texts import customer_text
 from bot.customers.contacts import record_comment
-from bot.pipeline.drafting_policy import DraftingPolicy
+from bot.pipeline.drafting_policy import Decision, DraftingPolicy
 from bot.protocol import read_instructions
 from bot.pipeline.leases import LEASE_SECONDS, claim_conversations, release, renew_leases
 from bot.pipeline.outbox import enqueue, enqueue_all
@@ -45,9 +45,11 @@ from bot.store.models import (
     Message,
     Mode,
     Purpose,
+    Visibility,
     utcnow,
 )
 from bot.cases.escalation import tracker_events
+from bot.privacy import personal_data
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +347,11 @@ ATTACHMENT_NAMES = {
     "audio": {"nl": "audiobestand", "en": "audio file"},
     "contact": {"nl": "contactkaart", "en": "contact card"},
     "venue": {"nl": "locatie", "en": "location"},
+    "story_mention": {"nl": "vermelding in je story", "en": "story mention"},
+    "story_reply": {"nl": "reactie op onze story", "en": "story reply"},
+    "file": {"nl": "bestand", "en": "file"},
+    "unsupported": {"nl": "bericht", "en": "message"},
+    "mention": {"nl": "vermelding", "en": "mention"},
 }
 
 
@@ -366,9 +373,10 @@ def route_attachment(session: Session, job: Job) -> bool:
     language = conversation.language or job.language_hint
     names = ATTACHMENT_NAMES.get(job.attachment or "", {"nl": "bestand", "en": "file"})
     kind = names.get(language or "nl", names["nl"])
-    enqueue(session, key=f"ack:{message.id}", channel=job.channel, recipient=job.recipient,
-            payload={"text": customer_text("attachment_received", language, kind=kind)},
-            source="bot", conversation_id=conversation.id, purpose=Purpose.ack)
+    if conversation.visibility != Visibility.public:  # in public an agent answers, nothing automatic
+        enqueue(session, key=f"ack:{message.id}", channel=job.channel, recipient=job.recipient,
+                payload={"text": customer_text("attachment_received", language, kind=kind)},
+                source="bot", conversation_id=conversation.id, purpose=Purpose.ack)
     session.add(Draft(
         conversation_id=conversation.id,
         inbound_message_id=message.id,
@@ -431,7 +439,8 @@ _CLAIM_MESSAGE = (
     .execution_options(synchronize_session=False)
 )
 _CONVERSATION_FOR_REPLY = (
-    select(Conversation.id, Conversation.mode, Conversation.language, Conversation.rasa_sender_id, Customer.flags)
+    select(Conversation.id, Conversation.mode, Conversation.language, Conversation.rasa_sender_id,
+           Conversation.visibility, Customer.flags)
     .join(Customer, Customer.id == Conversation.customer_id)
     .where(Conversation.id == bindparam("conversation_id"))
     .with_for_update(of=Conversation)
@@ -526,8 +535,13 @@ def _apply(
 
     decision = policy.decide(
         intent=reply.intent, confidence=reply.confidence, mode=mode,
-        channel=job.channel, customer_flags=row.flags or [],
+        channel=job.channel, customer_flags=row.flags or [], public=row.visibility == Visibility.public,
     )
+    if decision.auto_send and row.visibility == Visibility.public:
+        leaked = personal_data.find(" ".join(str(m.get("text") or "") for m in visible))
+        if leaked:  # never published without a person: the agent decides
+            kinds = ", ".join(dict.fromkeys(f.kind.replace("_", " ") for f in leaked))
+            decision = Decision(False, f"a public reply with personal data ({kinds}): reviewed")
     if visible and not decision.silent:
         if decision.auto_send:
             enqueue_all(session, [(f"reply:{job.message_id}:{index}", payload) for index, payload in enumerate(visible)],

@@ -33,9 +33,11 @@ from bot.store.models import (
     OutboxItem,
     Purpose,
     User,
+    Visibility,
     utcnow,
 )
 from bot.cases.escalation import CaseSettings, default_settings, open_case
+from bot.privacy.personal_data import refuse_in_public
 
 MAX_TEXT = 4096
 MAX_REASON = 1000
@@ -147,7 +149,15 @@ def _send(
     identity: ChannelIdentity,
     messages: Sequence[Dict[str, Any]],
     sender: str = "bot",
+    override_personal_data: bool = False,
 ) -> List[OutboxItem]:
+    """Queue the decided messages; a public reply is refused when it holds personal data
+    (:mod:`bot.privacy.personal_data`) unless the agent overrides it, which is audited."""
+    if conversation.visibility == Visibility.public:
+        findings = refuse_in_public(_joined(messages), override_personal_data)
+        if findings:
+            record(session, draft.decided_by, "public.personal_data_override", "draft", draft.id,
+                   {"findings": [f.masked() for f in findings]})
     items = []
     for i, message in enumerate(messages):
         items.append(outbox.enqueue(
@@ -183,7 +193,7 @@ def _result(draft: Draft, user: Actor, items: Sequence[OutboxItem]) -> Dict[str,
 # --------------------------------------------------------------------------- decisions
 
 
-def approve(session: Session, draft_id: int, user: Actor) -> Dict[str, Any]:
+def approve(session: Session, draft_id: int, user: Actor, override_personal_data: bool = False) -> Dict[str, Any]:
     """Send the drafted bot messages as they are."""
     draft_id = _draft_id(draft_id)
     _claim(session, draft_id, user, DraftStatus.approved)
@@ -191,7 +201,7 @@ def approve(session: Session, draft_id: int, user: Actor) -> Dict[str, Any]:
     messages = _sendable(draft.messages)
     if not messages:
         raise InvalidInput("this draft has no message to send; edit or reject it")
-    items = _send(session, draft, conversation, identity, messages)
+    items = _send(session, draft, conversation, identity, messages, override_personal_data=override_personal_data)
     draft.final_text = _joined(messages) or None
     record(session, user.id, "draft.approve", "draft", draft.id,
            {"intent": draft.intent, "confidence": draft.confidence, "final_text": draft.final_text})
@@ -199,7 +209,7 @@ def approve(session: Session, draft_id: int, user: Actor) -> Dict[str, Any]:
 
 
 def edit(session: Session, draft_id: int, user: Actor, text: Optional[str],
-         intent: Optional[str] = None) -> Dict[str, Any]:
+         intent: Optional[str] = None, override_personal_data: bool = False) -> Dict[str, Any]:
     """Send one message with the agent's text instead (and label the intent, if given)."""
     draft_id = _draft_id(draft_id)
     text = _clean_text(text)
@@ -207,7 +217,8 @@ def edit(session: Session, draft_id: int, user: Actor, text: Optional[str],
     _claim(session, draft_id, user, DraftStatus.edited)
     draft, conversation, identity = _load(session, draft_id)
     before = _joined(draft.messages or [])
-    items = _send(session, draft, conversation, identity, [{"text": text}], sender=f"agent:{user.id}")
+    items = _send(session, draft, conversation, identity, [{"text": text}], sender=f"agent:{user.id}",
+                  override_personal_data=override_personal_data)
     draft.final_text = text
     draft.corrected_intent = corrected
     record(session, user.id, "draft.edit", "draft", draft.id,
@@ -215,7 +226,8 @@ def edit(session: Session, draft_id: int, user: Actor, text: Optional[str],
     return _result(draft, user, items)
 
 
-def pick(session: Session, draft_id: int, user: Actor, index: int) -> Dict[str, Any]:
+def pick(session: Session, draft_id: int, user: Actor, index: int,
+         override_personal_data: bool = False) -> Dict[str, Any]:
     """Send alternative ``index`` (0-based) of the intent ranking instead."""
     draft_id = _draft_id(draft_id)
     _claim(session, draft_id, user, DraftStatus.picked)
@@ -227,7 +239,7 @@ def pick(session: Session, draft_id: int, user: Actor, index: int) -> Dict[str, 
     messages = _sendable(alternative.get("messages"))
     if not messages:
         raise InvalidInput(f"alternative {index} has no message to send")
-    items = _send(session, draft, conversation, identity, messages)
+    items = _send(session, draft, conversation, identity, messages, override_personal_data=override_personal_data)
     draft.final_text = _joined(messages) or None
     draft.corrected_intent = clean_intent(alternative.get("intent"))
     record(session, user.id, "draft.pick", "draft", draft.id,
@@ -308,6 +320,7 @@ def pending_queue(session: Session, limit: int = 500, now: Optional[dt.datetime]
             "created_at": _iso(draft.created_at),
             "waiting_seconds": max(0.0, (now - draft.created_at).total_seconds()),
             "channel": conversation.channel,
+            "visibility": conversation.visibility.value,
             "customer": _customer_name(customer, identity),
             "language": conversation.language,
             "intent": draft.intent,
@@ -399,6 +412,9 @@ def draft_detail(session: Session, draft_id: int, now: Optional[dt.datetime] = N
         "conversation": {
             "id": conversation.id,
             "channel": conversation.channel,
+            "visibility": conversation.visibility.value,
+            "thread_id": conversation.thread_id,
+            "linked_id": conversation.linked_id,
             "mode": Mode(conversation.mode).value,
             "language": conversation.language,
             "assigned_agent_id": conversation.assigned_agent_id,

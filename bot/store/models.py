@@ -91,6 +91,13 @@ class Purpose(str, enum.Enum):
     broadcast = "broadcast"  # a fix announcement or other proactive message
 
 
+class Visibility(str, enum.Enum):
+    """Who can read a conversation (ARCHITECTURE.md, public and private conversations)."""
+
+    private = "private"  # a DM, a chat: the customer and us
+    public = "public"  # a comment thread under a post: everyone
+
+
 class InboundStatus(str, enum.Enum):
     received = "received"  # committed, waiting for the worker
     processed = "processed"  # answered, drafted or routed to an agent
@@ -110,6 +117,9 @@ class OutboxStatus(str, enum.Enum):
     pending = "pending"
     sent = "sent"
     failed = "failed"  # permanent: gave up (see last_error)
+    # Held: outside the channel's messaging window, and no template is configured for the
+    # message's purpose. Final and shown in the console; an agent answers another way.
+    needs_template = "needs_template"
 
 
 def _enum(kind: type) -> Enum:
@@ -199,6 +209,12 @@ class Conversation(Base):
     # The CRM customer number the customer gave the bot (identification form); an agent
     # confirms it before the channel is linked (an address or number alone proves little).
     claimed_crm_ref: Mapped[Optional[str]] = Column(String(64))
+    # Public conversations: a comment thread under ``thread_id`` (the post); ``linked_id``
+    # joins a public conversation and the private one it was moved to, both ways.
+    visibility: Mapped[Visibility] = Column(_enum(Visibility), nullable=False, default=Visibility.private,
+                                            server_default=Visibility.private.value)
+    thread_id: Mapped[Optional[str]] = Column(String(200))
+    linked_id: Mapped[Optional[int]] = Column(Integer)
 
     identity = relationship(ChannelIdentity, lazy="raise")
 
@@ -261,7 +277,10 @@ class OutboxItem(Base):
     """An outbound message, committed before any delivery attempt."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_channel_message", "channel", "channel_message_id"),  # delivery receipts
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
     idempotency_key: Mapped[str] = Column(String(200), nullable=False, unique=True)
@@ -280,6 +299,12 @@ class OutboxItem(Base):
     last_error: Mapped[Optional[str]] = Column(Text)
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
     sent_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    # What the message is for (the messaging window picks a template by it); NULL: an answer.
+    purpose: Mapped[Optional[Purpose]] = Column(_enum(Purpose))
+    # The platform's delivery receipts after we sent it: sent | delivered | read | failed.
+    delivery_status: Mapped[Optional[str]] = Column(String(24))
+    delivery_error: Mapped[Optional[str]] = Column(Text)
+    delivery_updated_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
 
 
 class AuditEntry(Base):

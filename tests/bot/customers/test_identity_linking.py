@@ -207,7 +207,9 @@ def test_history_reads_without_lazy_loads(store: Store, two_channels: dict) -> N
     customer_id = customer_of(store, two_channels["telegram_identity"]).id
     history = store.transaction(customer_history, customer_id)
     [conversation] = history
-    assert set(conversation) == {"id", "channel", "identity_id", "mode", "created_at", "closed_at", "messages"}
+    assert set(conversation) == {"id", "channel", "identity_id", "mode", "visibility", "thread_id", "linked_id",
+                                 "created_at", "closed_at", "messages"}
+    assert conversation["visibility"] == "private" and conversation["thread_id"] is None
     assert set(conversation["messages"][0]) == {"id", "direction", "sender", "text", "created_at", "intent",
-                                                "confidence"}
+                                                "confidence", "status", "kind"}
     assert dt.datetime.fromisoformat(conversation["created_at"]) <= utcnow()

@@ -177,3 +177,20 @@ def test_rule_order_mode_before_intent_and_flags() -> None:
     p = policy(always_review=["nlu_fallback"])
     assert "did not understand" in decide(p, intent="nlu_fallback").reason
     assert "always reviewed" in decide(policy(), intent="complaint", flags=["vip"]).reason
+
+
+def test_public_replies_are_reviewed_unless_the_channel_has_a_public_threshold() -> None:
+    policy = DraftingPolicy.from_config({"threshold": 0.8, "public_thresholds": {"instagram": 0.95}})
+    reviewed = policy.decide(intent="tariffs", confidence=0.99, mode=Mode.bot, channel="facebook", public=True)
+    assert not reviewed.auto_send and "public" in reviewed.reason
+    assert policy.decide(intent="tariffs", confidence=0.99, mode=Mode.bot, channel="facebook").auto_send
+    assert policy.decide(intent="tariffs", confidence=0.96, mode=Mode.bot, channel="instagram", public=True).auto_send
+    assert not policy.decide(intent="tariffs", confidence=0.9, mode=Mode.bot, channel="instagram",
+                             public=True).auto_send
+
+
+def test_a_public_threshold_never_lowers_the_private_one() -> None:
+    policy = DraftingPolicy.from_config({"threshold": 0.8, "intent_thresholds": {"cancel": 0.97},
+                                         "public_thresholds": {"instagram": 0.85}})
+    assert policy.threshold_for("cancel", "instagram", public=True) == 0.97
+    assert policy.threshold_for("tariffs", "instagram", public=True) == 0.85

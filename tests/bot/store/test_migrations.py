@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import MetaData, Table, insert, inspect, text
 from sqlalchemy.engine import Engine
 
 from bot.store.database import Store, make_engine
@@ -96,6 +96,13 @@ def test_replicas_starting_together_migrate_once_on_postgresql(pg_engine: Engine
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
 
 
+def _tables_as_they_are(connection: Any) -> Dict[str, Table]:
+    """The tables of the database as an earlier revision left them (not the models' columns)."""
+    metadata = MetaData()
+    metadata.reflect(bind=connection)
+    return dict(metadata.tables)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: str, tmp_path: Path) -> None:
     """Rows written before 0009: the service's own texts are told apart by their outbox keys."""
@@ -112,22 +119,23 @@ def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: 
                     "opt_in:1": "notice", "subscribe:1:opt_in": "notice", "csat:5": "csat",
                     "csat:5:thanks": "csat", "broadcast:1:1": "broadcast", "unlogged": "answer"}
             now = utcnow()
-            with engine.begin() as connection:  # the models' tables without the new column
-                customer = connection.execute(insert(Customer.__table__).values(flags=[], created_at=now)).inserted_primary_key[0]
-                identity = connection.execute(insert(ChannelIdentity.__table__).values(
+            with engine.begin() as connection:  # the tables as they were at 0008 (reflected)
+                old = _tables_as_they_are(connection)
+                customer = connection.execute(insert(old[Customer.__tablename__]).values(flags=[], created_at=now)).inserted_primary_key[0]
+                identity = connection.execute(insert(old[ChannelIdentity.__tablename__]).values(
                     customer_id=customer, channel="hook", external_id="42", reachable=True,
                     created_at=now)).inserted_primary_key[0]
-                conversation = connection.execute(insert(Conversation.__table__).values(
+                conversation = connection.execute(insert(old[Conversation.__tablename__]).values(
                     customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
                     created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
                 ids = {}
                 for key in keys:
-                    ids[key] = connection.execute(insert(Message.__table__).values(
+                    ids[key] = connection.execute(insert(old[Message.__tablename__]).values(
                         conversation_id=conversation, direction="in" if key == "in" else "out", channel="hook",
                         sender="customer" if key == "in" else "bot", payload={}, attempts=0,
                         created_at=now)).inserted_primary_key[0]
                     if key not in ("in", "unlogged"):
-                        connection.execute(insert(OutboxItem.__table__).values(
+                        connection.execute(insert(old[OutboxItem.__tablename__]).values(
                             idempotency_key=key, conversation_id=conversation, message_id=ids[key], channel="hook",
                             recipient="42", payload={}, source="bot", status="sent", attempts=0,
                             next_attempt_at=now, created_at=now))
@@ -142,4 +150,53 @@ def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: 
         run(f"sqlite:///{tmp_path}/old.db")
     else:
         with fresh_postgres_database("webcare_migration_0009") as url:
+            run(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0010_gives_outbox_items_their_purpose_and_conversations_private(backend: str, tmp_path: Path) -> None:
+    """Rows written before 0010: an outbox item takes its message's purpose (a broadcast without
+    a message: broadcast); every conversation is private."""
+    def run(url: str) -> None:
+        engine = make_engine(url)
+        try:
+            config = alembic_config(url)
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "0009")
+            now = utcnow()
+            with engine.begin() as connection:
+                old = _tables_as_they_are(connection)
+                customer = connection.execute(insert(old["customers"]).values(flags=[], created_at=now)).inserted_primary_key[0]
+                identity = connection.execute(insert(old["channel_identities"]).values(
+                    customer_id=customer, channel="hook", external_id="42", reachable=True,
+                    created_at=now)).inserted_primary_key[0]
+                conversation = connection.execute(insert(old["conversations"]).values(
+                    customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
+                    created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
+                keys = {"ack:1": "ack", "reply:1:0": "answer", "broadcast:1:7": "broadcast"}
+                for key, purpose in keys.items():
+                    message_id = None
+                    if key != "broadcast:1:7":
+                        message_id = connection.execute(insert(old["messages"]).values(
+                            conversation_id=conversation, direction="out", channel="hook", sender="bot", payload={},
+                            attempts=0, created_at=now, purpose=purpose)).inserted_primary_key[0]
+                    connection.execute(insert(old["outbox"]).values(
+                        idempotency_key=key, conversation_id=conversation if message_id else None,
+                        message_id=message_id, channel="hook", recipient="42", payload={},
+                        source="broadcast" if message_id is None else "bot", status="sent", attempts=0,
+                        next_attempt_at=now, created_at=now))
+            upgrade(engine)
+            with engine.connect() as connection:
+                purposes = dict(connection.execute(text("SELECT idempotency_key, purpose FROM outbox")).all())
+                visibility = connection.execute(text("SELECT visibility FROM conversations")).scalars().all()
+            assert purposes == keys
+            assert visibility == ["private"]
+        finally:
+            engine.dispose()
+
+    if backend == "sqlite":
+        run(f"sqlite:///{tmp_path}/old.db")
+    else:
+        with fresh_postgres_database("webcare_migration_0010") as url:
             run(url)
