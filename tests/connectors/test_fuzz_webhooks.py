@@ -379,3 +379,122 @@ def test_regression_nul_characters_are_dropped_from_the_text(hook: Harness) -> N
                  {"message_id": "n\x003", "sender": {"id": "1"}, "text": "x"}):
         status, data = hook.check("/webhooks/hook", _dumps(junk), _signed(_dumps(junk)), _accepted)
         assert status == 400 and data["reason"]
+
+
+# ------------------------------------------------------------------ Meta (WhatsApp, Messenger and comments)
+
+META_ENV = {"WEBCARE_WHATSAPP_VERIFY_TOKEN": "fuzz-verify", "WEBCARE_WHATSAPP_APP_SECRET": "fuzz-app-secret",
+            "WEBCARE_WHATSAPP_ACCESS_TOKEN": "fuzz-token", "WEBCARE_MESSENGER_VERIFY_TOKEN": "fuzz-verify",
+            "WEBCARE_MESSENGER_APP_SECRET": "fuzz-app-secret", "WEBCARE_MESSENGER_ACCESS_TOKEN": "fuzz-token"}
+META_ID = st.one_of(st.text(min_size=1, max_size=20), st.integers(), NASTY_STRINGS)
+WA_MESSAGE = _optional({
+    "from": META_ID, "id": META_ID, "timestamp": st.one_of(st.text(max_size=12), st.integers()),
+    "type": st.sampled_from(["text", "interactive", "button", "image", "location", "reaction", "unsupported", "x"]),
+    "text": _optional({"body": TEXT}),
+    "interactive": _optional({"type": st.sampled_from(["button_reply", "list_reply", "x"]),
+                              "button_reply": _optional({"id": TEXT, "title": TEXT}),
+                              "list_reply": _optional({"id": TEXT, "title": TEXT, "description": TEXT})}),
+    "image": _optional({"id": META_ID, "mime_type": TEXT, "caption": TEXT}),
+    "location": _optional({"latitude": st.floats(), "longitude": st.floats()}),
+})
+WA_BODY = _optional({
+    "object": st.just("whatsapp_business_account"),
+    "entry": st.lists(_optional({"id": META_ID, "changes": st.lists(_optional({
+        "field": st.sampled_from(["messages", "account_update", "x"]),
+        "value": _optional({
+            "messaging_product": st.just("whatsapp"),
+            "metadata": _optional({"phone_number_id": st.sampled_from(["109283746556473", "1"]),
+                                   "display_phone_number": TEXT}),
+            "contacts": st.lists(_optional({"wa_id": META_ID, "profile": _optional({"name": TEXT})}), max_size=2),
+            "messages": st.lists(WA_MESSAGE, max_size=2),
+            "statuses": st.lists(_optional({"id": META_ID, "status": st.sampled_from(["sent", "read", "failed", "x"]),
+                                            "timestamp": TEXT, "recipient_id": META_ID}), max_size=2),
+        })}), max_size=2)}), max_size=2),
+})
+PAGE_BODY = _optional({
+    "object": st.just("page"),
+    "entry": st.lists(_optional({"id": META_ID, "time": st.integers(), "messaging": st.lists(_optional({
+        "sender": _optional({"id": META_ID}), "recipient": _optional({"id": META_ID}),
+        "timestamp": st.one_of(st.integers(), st.floats(), TEXT),
+        "message": _optional({"mid": META_ID, "text": TEXT, "is_echo": st.booleans(),
+                              "quick_reply": _optional({"payload": TEXT}),
+                              "attachments": st.lists(_optional({"type": TEXT, "payload": _optional({"url": TEXT})}),
+                                                      max_size=2)}),
+        "postback": _optional({"mid": META_ID, "title": TEXT, "payload": TEXT}),
+        "delivery": _optional({"mids": st.lists(META_ID, max_size=2), "watermark": st.integers()}),
+        "read": _optional({"watermark": st.one_of(st.integers(), st.floats(), TEXT)}),
+    }), max_size=2), "changes": st.lists(_optional({
+        "field": st.sampled_from(["feed", "ratings"]),
+        "value": _optional({"item": st.sampled_from(["comment", "post", "reaction"]),
+                            "verb": st.sampled_from(["add", "edited", "remove", "hide"]),
+                            "comment_id": META_ID, "post_id": META_ID, "parent_id": META_ID,
+                            "from": _optional({"id": META_ID, "name": TEXT}), "message": TEXT,
+                            "created_time": st.one_of(st.integers(), st.floats(), TEXT)}),
+    }), max_size=2)}), max_size=2),
+})
+
+
+@pytest.fixture
+def meta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for name, value in META_ENV.items():
+        monkeypatch.setenv(name, value)
+    harness = Harness(tmp_path, {
+        "wa": {"type": "connectors.meta.whatsapp.WhatsAppConnector", "phone_number_id": "109283746556473",
+               "graph_base_url": NOTHING_LISTENS},
+        "fb": {"type": "connectors.meta.messenger.MessengerConnector", "page_id": "104857600123456",
+               "graph_base_url": NOTHING_LISTENS}}).start()
+    yield harness
+    harness.close()
+
+
+def meta_check(harness: Harness, path: str, body: bytes, headers: Dict[str, str]) -> Tuple[int, Any]:
+    """A Meta webhook: never 5xx; a 4xx has a reason and changes nothing; a 200 stores exactly
+    the messages it says it accepted (a batch may hold several)."""
+    before = harness.counts()
+    status, data = harness.post(path, body, headers)
+    after = harness.counts()
+    assert 200 <= status < 500, (status, data, body[:300])
+    if status >= 400:
+        assert isinstance(data, dict) and isinstance(data.get("reason"), str) and data["reason"], data
+        assert after == before, (status, data)
+        return status, data
+    messages, conversations, customers, identities = (a - b for a, b in zip(after, before))
+    accepted = data.get("accepted", 0) if isinstance(data, dict) else 0
+    assert messages == accepted and 0 <= conversations <= accepted and customers <= identities <= accepted, \
+        (before, after, data)
+    return status, data
+
+
+def _meta_signed(body: bytes) -> Dict[str, str]:
+    from bot.testing.fake_graph import signed_headers
+    return signed_headers(body, META_ENV["WEBCARE_WHATSAPP_APP_SECRET"])
+
+
+@FUZZ
+@given(body=st.one_of(WA_BODY.map(_dumps), JSON.map(_dumps), st.binary(max_size=200)))
+@example(body=DEEP)
+@example(body=_dumps({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+    "metadata": {"phone_number_id": "109283746556473"}, "contacts": [{"wa_id": "316"}],
+    "messages": [{"from": "316", "id": "wamid.x", "timestamp": "1", "type": "text", "text": {"body": "\ud800"}},
+                 {"from": "316", "id": "wamid.y", "timestamp": "1", "type": "text", "text": {"body": "ok"}}]}}]}]}))
+def test_whatsapp_webhook_never_fails_or_half_writes(meta: Harness, body: bytes) -> None:
+    meta_check(meta, "/webhooks/wa", body, _meta_signed(body))
+
+
+@FUZZ
+@given(body=st.one_of(PAGE_BODY.map(_dumps), JSON.map(_dumps)))
+def test_page_webhook_never_fails_or_half_writes(meta: Harness, body: bytes) -> None:
+    meta_check(meta, "/webhooks/fb", body, _meta_signed(body))
+
+
+@FUZZ
+@given(body=st.one_of(PAGE_BODY.map(_dumps), WA_BODY.map(_dumps)),
+       signature=st.one_of(st.none(), HEADER_VALUE, HEADER_VALUE.map(lambda v: "sha256=" + v)))
+def test_meta_webhooks_without_the_signature_store_nothing(meta: Harness, body: bytes,
+                                                           signature: Optional[str]) -> None:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["X-Hub-Signature-256"] = signature
+    for path in ("/webhooks/wa", "/webhooks/fb"):
+        status, _ = meta_check(meta, path, body, headers)
+        assert status == (401 if not signature else 403)
