@@ -44,6 +44,9 @@ def texts(body: Mapping[str, Any], *fields: str) -> Tuple[Optional[str], ...]:
     return tuple(optional_text(body.get(field), field) for field in fields)
 
 
+OVERRIDE_FIELD = "override_personal_data"  # publish a public reply with personal data, knowingly
+
+
 def flag(value: Any, field: str) -> bool:
     """``true``/``false`` in JSON, or a form's ``on``/``yes``/``1``/``0``/``""``; missing is false."""
     if isinstance(value, bool):

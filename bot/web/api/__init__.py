@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.web.api.cases import setup_case_api
+from bot.web.api.conversations import setup_conversation_api
 from bot.web.api.drafts import setup_draft_api
 from bot.web.api.known_issues import setup_known_issue_api
 from bot.web.auth import setup_auth
@@ -18,4 +19,5 @@ def setup_api(app: web.Application) -> None:
     setup_auth(app)
     setup_draft_api(app)
     setup_case_api(app)
+    setup_conversation_api(app)
     setup_known_issue_api(app)

@@ -16,8 +16,9 @@ from bot.web.auth import require_role
 from bot.errors import NotFound
 from bot.customers.identification import agent_link
 from bot.store.models import Role
-from bot.web.request_fields import optional_text, texts, whole_number
+from bot.web.request_fields import OVERRIDE_FIELD, flag, optional_text, texts, whole_number
 from bot.web.keys import CRM_KEY
+from bot.web.windows import window_state
 
 HANDLE_ROLES = (Role.agent, Role.admin)
 READ_ROLES = (Role.agent, Role.admin, Role.process_owner)
@@ -46,6 +47,8 @@ async def list_cases(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     detail = await _store(request).run(cases.case_detail, case_id(request))
     detail["root_causes"] = _cases(request).taxonomy.choices(detail.get("language"))
+    detail["window"] = window_state(request.app, detail["channel"], detail["visibility"],
+                                    detail.get("last_customer_message_at"))
     return web.json_response(detail)
 
 
@@ -53,7 +56,8 @@ async def get_case(request: web.Request) -> web.Response:
 async def reply(request: web.Request) -> web.Response:
     body = await read_json(request)
     text, token = texts(body, "text", "token")
-    result = await _store(request).run(cases.reply, case_id(request), request[auth.USER_KEY], text, token)
+    result = await _store(request).run(cases.reply, case_id(request), request[auth.USER_KEY], text, token,
+                                       flag(body.get(OVERRIDE_FIELD), OVERRIDE_FIELD))
     return web.json_response(result)
 
 

@@ -16,7 +16,7 @@ from bot.review import decisions as drafts
 from bot.web.auth import public, require_role
 from bot.errors import InvalidInput, NotFound
 from bot.store.models import Role, utcnow
-from bot.web.request_fields import optional_text, whole_number
+from bot.web.request_fields import OVERRIDE_FIELD, flag, optional_text, whole_number
 from bot.web.keys import CASES_KEY, CONFIG_KEY, STORE_KEY
 
 DRAFT_ROLES = (Role.agent, Role.admin)
@@ -119,10 +119,16 @@ async def get_draft(request: web.Request) -> web.Response:
     return web.json_response({"now": utcnow().isoformat(), "draft": detail})
 
 
+def _override(body: Dict[str, Any]) -> bool:
+    """``override_personal_data``: the agent publishes a public reply with personal data knowingly."""
+    return flag(body.get(OVERRIDE_FIELD), OVERRIDE_FIELD)
+
+
 @require_role(*DRAFT_ROLES)
 async def approve(request: web.Request) -> web.Response:
-    await read_json(request, required=False)  # a body is optional, but must be valid if sent
-    result = await _store(request).run(drafts.approve, _draft_id(request), request[auth.USER_KEY])
+    body = await read_json(request, required=False)  # a body is optional, but must be valid if sent
+    result = await _store(request).run(drafts.approve, _draft_id(request), request[auth.USER_KEY],
+                                       _override(body))
     return web.json_response(result)
 
 
@@ -132,7 +138,8 @@ async def edit(request: web.Request) -> web.Response:
     if "text" not in body:
         raise InvalidInput("missing field 'text'")
     result = await _store(request).run(drafts.edit, _draft_id(request), request[auth.USER_KEY],
-                                       optional_text(body["text"], "text"), optional_text(body.get("intent"), "intent"))
+                                       optional_text(body["text"], "text"), optional_text(body.get("intent"), "intent"),
+                                       _override(body))
     return web.json_response(result)
 
 
@@ -142,7 +149,8 @@ async def pick(request: web.Request) -> web.Response:
     if "index" not in body:
         raise InvalidInput("missing field 'index' (0 for the first alternative)")
     index = whole_number(body["index"], "index", "a whole number (0 for the first alternative)", texts=False)
-    result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], index)
+    result = await _store(request).run(drafts.pick, _draft_id(request), request[auth.USER_KEY], index,
+                                       _override(body))
     return web.json_response(result)
 
 

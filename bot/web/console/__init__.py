@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot.web.auth import setup_auth
 from bot.web.console.case_views import setup_case_pages
+from bot.web.console.conversation_views import setup_conversation_pages
 from bot.web.console.known_issue_views import setup_known_issue_pages
 from bot.web.console.report_views import setup_report_pages
 from bot.web.console.views import setup_draft_pages
@@ -18,5 +19,6 @@ def setup_console(app: web.Application) -> None:
     setup_auth(app)
     setup_draft_pages(app)
     setup_case_pages(app)
+    setup_conversation_pages(app)
     setup_report_pages(app)
     setup_known_issue_pages(app)

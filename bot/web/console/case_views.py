@@ -8,9 +8,11 @@ from aiohttp import web
 
 from bot.web.middleware import status_of
 from bot.cases import escalation as cases
+from bot.cases import public_threads
+from bot.web.console.display import case_of, refusal, window_view
 from bot.web.auth import USER_KEY, require_role
 from bot.web.api.cases import HANDLE_ROLES, READ_ROLES, _crm, case_id
-from bot.web.console.views import _config, _see_other, _store, _text_field, render
+from bot.web.console.views import _config, _local_time, _see_other, _store, _text_field, override_flag, render
 from bot.errors import InvalidInput, Conflict, Unavailable
 from bot.customers.identification import agent_link
 from bot.web.request_fields import optional_whole_number, whole_number
@@ -31,7 +33,9 @@ TRIGGER_LABELS = {
 CRM_LABELS = {"ok": "CRM profile", "pending": "looking up in the CRM…", "unavailable": "CRM unavailable",
               "not_found": "not found in the CRM", "not_linked": "not linked to a CRM customer yet"}
 DONE = {"reply": "Reply queued for delivery", "note": "Note added", "assign": "Case assigned",
-        "close": "Case closed; the bot answers this customer again", "link": "Customer linked"}
+        "close": "Case closed; the bot answers this customer again", "link": "Customer linked",
+        "moved": "Moved to private: the private reply to the comment and the public answer are queued; "
+                 "this case holds the private conversation"}
 
 
 def _cases_settings(request: web.Request) -> Any:
@@ -46,13 +50,27 @@ async def cases_page(request: web.Request) -> web.Response:
                                           "trigger_labels": TRIGGER_LABELS})
 
 
+def _case_page_data(session: Any, number: int) -> Dict[str, Any]:
+    detail = cases.case_detail(session, number)
+    public = detail["visibility"] == "public"
+    return {"case": detail,
+            "post": public_threads.thread(session, detail["conversation_id"])["post"] if public else None,
+            "linked_case_id": case_of(session, detail["linked_id"])}
+
+
 async def _render_case(request: web.Request, number: int, *, error: Optional[str] = None,
-                       status: int = 200, form: Optional[Dict[str, str]] = None) -> web.Response:
-    detail = await _store(request).run(cases.case_detail, number)
+                       status: int = 200, form: Optional[Dict[str, str]] = None,
+                       refused: Optional[Dict[str, Any]] = None) -> web.Response:
+    data = await _store(request).run(_case_page_data, number)
+    detail = data["case"]
     settings = _cases_settings(request)
     done = request.query.get("done")
+    window = window_view(request.app, detail["channel"], detail["visibility"], detail["last_customer_message_at"],
+                         _local_time(request), agent_reply=True)
     return render(request, "case.html", {
-        "case": detail,
+        **data,
+        "window": window,
+        "refusal": refused,
         "root_causes": settings.taxonomy.choices("en"),
         "trigger_labels": TRIGGER_LABELS,
         "crm_labels": CRM_LABELS,
@@ -78,7 +96,8 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
                                                        "customer_number", "identity_id", "agent_id")}
     try:
         if action == "reply":
-            await store.run(cases.reply, number, user, fields["text"], _text_field(form, "token"))
+            await store.run(cases.reply, number, user, fields["text"], _text_field(form, "token"),
+                            override_flag(form))
         elif action == "note":
             await store.run(cases.add_note, number, user, fields["note"])
         elif action == "assign":
@@ -92,7 +111,9 @@ async def _act(request: web.Request, action: str) -> web.StreamResponse:
             await agent_link(store, _crm(request), number, user, identity,
                              fields["customer_number"], _config(request).crm.timeout_seconds)
     except (InvalidInput, Conflict, Unavailable) as error:
-        return await _render_case(request, number, error=error.reason, status=status_of(error), form=fields)
+        refused = refusal(error, action)
+        return await _render_case(request, number, error=None if refused else error.reason,
+                                  status=status_of(error), form=fields, refused=refused)
     return _see_other(f"/console/cases/{number}?done={action}")
 
 

@@ -14,6 +14,19 @@ from bot.web.middleware import status_of
 from bot import accounts
 from bot.web import auth
 from bot.review import decisions as drafts
+from bot.cases import escalation, public_threads
+from bot.web.console.display import (
+    OVERRIDE_LABEL,
+    case_of,
+    channel_label,
+    delivery_label,
+    duration,
+    refusal,
+    safe_url,
+    visibility_label,
+    window_view,
+)
+from bot.web.request_fields import OVERRIDE_FIELD, flag
 from bot.web.auth import USER_KEY, public, require_role
 from bot.errors import InvalidInput, Conflict, NotFound
 from bot.store.models import Role
@@ -39,18 +52,6 @@ def _config(request: web.Request) -> Any:
 
 
 # --------------------------------------------------------------------------- template helpers
-
-
-def duration(seconds: Optional[float]) -> str:
-    """``75`` → ``1m 15s``; ``3700`` → ``1h 01m``."""
-    seconds = int(max(0, seconds or 0))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def percent(confidence: Optional[float]) -> str:
@@ -81,8 +82,10 @@ def _environment(app: web.Application) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(duration=duration, percent=percent, short_id=drafts.short_external_id)
-    env.globals.update(sla_state=sla_state, status_labels=STATUS_LABELS)
+    env.filters.update(duration=duration, percent=percent, short_id=drafts.short_external_id,
+                       visibility_label=visibility_label, delivery_label=delivery_label, safe_url=safe_url)
+    env.globals.update(sla_state=sla_state, status_labels=STATUS_LABELS, channel_label=channel_label,
+                       override_label=OVERRIDE_LABEL, override_field=OVERRIDE_FIELD)
     return env
 
 
@@ -124,6 +127,11 @@ def _draft_id(request: web.Request) -> int:
 def _text_field(form: Any, name: str) -> Optional[str]:
     value = form.get(name)
     return value if isinstance(value, str) else None
+
+
+def override_flag(form: Any) -> bool:
+    """The form's "I know this is public and mean to publish it" checkbox."""
+    return flag(_text_field(form, OVERRIDE_FIELD), OVERRIDE_FIELD)
 
 
 # --------------------------------------------------------------------------- login
@@ -217,15 +225,30 @@ def _draft_page_data(session: Any, draft_id: int) -> Dict[str, Any]:
         next_id = ids[i + 1] if i + 1 < len(ids) else None
     elif ids:
         next_id = ids[0]
-    return {"draft": detail, "previous_id": previous_id, "next_id": next_id, "pending_count": len(ids)}
+    conversation = detail["conversation"]
+    # How each outbound message went out (a template, the HUMAN_AGENT tag, the error).
+    turns = {t["id"]: t for t in escalation.conversation_transcript(session, conversation["id"])}
+    for message in conversation["messages"]:
+        turn = turns.get(message["id"]) or {}
+        message["sent_as"], message["error"] = turn.get("sent_as"), turn.get("error")
+    last = escalation.last_customer_message_at(session, conversation["id"])
+    public = conversation["visibility"] == "public"
+    return {"draft": detail, "previous_id": previous_id, "next_id": next_id, "pending_count": len(ids),
+            "last_customer_message_at": last.isoformat() if last else None,
+            "post": public_threads.thread(session, conversation["id"])["post"] if public else None,
+            "linked_case_id": case_of(session, conversation["linked_id"])}
 
 
 async def _render_draft(request: web.Request, draft_id: int, *, error: Optional[str] = None,
                         status: int = 200, edit_text: Optional[str] = None,
-                        edit_intent: Optional[str] = None) -> web.Response:
+                        edit_intent: Optional[str] = None,
+                        refused: Optional[Dict[str, Any]] = None) -> web.Response:
     data = await _store(request).run(_draft_page_data, draft_id)
+    conversation = data["draft"]["conversation"]
+    window = window_view(request.app, conversation["channel"], conversation["visibility"],
+                         data["last_customer_message_at"], _local_time(request), agent_reply=False)
     return render(request, "draft.html", {
-        **data, "error": error, "flash": _flash(request),
+        **data, "error": error, "flash": _flash(request), "window": window, "refusal": refused,
         "edit_text": edit_text if edit_text is not None else data["draft"]["text"],
         "edit_intent": edit_intent or "",
     }, status=status)
@@ -241,23 +264,26 @@ async def _decide(request: web.Request, action: str) -> web.StreamResponse:
     form = await request.post()
     user = request[USER_KEY]
     store = _store(request)
+    raw = _text_field(form, "index") or ""
     try:
+        override = override_flag(form)
         if action == "approve":
-            result = await store.run(drafts.approve, draft_id, user)
+            result = await store.run(drafts.approve, draft_id, user, override)
         elif action == "edit":
             result = await store.run(drafts.edit, draft_id, user, _text_field(form, "text") or "",
-                                     _text_field(form, "intent"))
+                                     _text_field(form, "intent"), override)
         elif action == "pick":
-            raw = _text_field(form, "index") or ""
             if not raw.strip().isdigit():
                 raise InvalidInput("choose an alternative")
-            result = await store.run(drafts.pick, draft_id, user, int(raw))
+            result = await store.run(drafts.pick, draft_id, user, int(raw), override)
         else:
             result = await store.run(drafts.reject, draft_id, user, _text_field(form, "reason"),
                                      request.app[CASES_KEY])
     except (InvalidInput, Conflict) as error:
         # Show the draft again with the reason (and keep what the agent typed).
-        return await _render_draft(request, draft_id, error=error.reason, status=status_of(error),
+        refused = refusal(error, action, index=raw.strip())
+        return await _render_draft(request, draft_id, error=None if refused else error.reason,
+                                   status=status_of(error), refused=refused,
                                    edit_text=_text_field(form, "text") if action == "edit" else None,
                                    edit_intent=_text_field(form, "intent") if action == "edit" else None)
     status = result["draft"]["status"]

@@ -31,6 +31,14 @@
     return value === null || value === undefined ? "–" : Math.round(value * 100) + "%";
   }
 
+  // The same words as the server-rendered rows (bot/web/console/display.py).
+  var VISIBILITY_LABELS = { "public": "public comment", "private": "private" };
+
+  function channelLabel(channel, visibility) {
+    var shown = VISIBILITY_LABELS[visibility || "private"] || String(visibility);
+    return (channel || "unknown channel") + " · " + shown;
+  }
+
   function isTyping(element) {
     if (!element) return false;
     var tag = element.tagName;
@@ -132,7 +140,10 @@
     link.href = "/console/drafts/" + encodeURIComponent(d.id);
     who.appendChild(link);
     tr.appendChild(who);
-    tr.appendChild(el("td", "", d.channel));
+    var channel = el("td", "col-channel");
+    channel.appendChild(el("span", d.visibility === "public" ? "conv-kind public" : "conv-kind",
+                           channelLabel(d.channel, d.visibility)));
+    tr.appendChild(channel);
     var intent = el("td");
     intent.appendChild(el("code", "", d.intent || "none"));
     intent.appendChild(document.createTextNode(" "));

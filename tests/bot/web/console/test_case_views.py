@@ -67,6 +67,7 @@ async def test_case_queue_and_case_view_show_the_context_escaped(app_client):
     listing = await app_client.get("/console/cases")
     html = await listing.text()
     assert listing.status == 200 and f'href="/console/cases/{case_id}"' in html and "complaint" in html
+    assert "telegram · private" in html
     page = await app_client.get(f"/console/cases/{case_id}")
     html = await page.text()
     assert page.status == 200
@@ -75,6 +76,7 @@ async def test_case_queue_and_case_view_show_the_context_escaped(app_client):
     assert "bill_too_high" not in html or "Suggested root cause" in html
     assert "Suggested root cause" in html and "Internal notes" in html
     assert 'name="root_cause"' in html and "service_complaint" in html
+    assert "telegram · private" in html and 'id="window"' not in html  # telegram has no messaging window
 
 
 async def test_console_reply_note_assign_and_close(app_client):
@@ -188,6 +190,9 @@ async def test_an_agent_links_two_channels_to_one_crm_customer(app_client):
     assert linked.crm_ref == "40001234"
     detail = await (await app_client.get(f"/api/cases/{web_case}")).json()
     assert [c["channel"] for c in detail["earlier_conversations"]] == ["telegram"]
+    page = await (await app_client.get(f"/console/cases/{web_case}")).text()
+    earlier = page[page.index("Earlier conversations"):]
+    assert "telegram · private" in earlier  # the history across channels says where each one was
     assert {i["channel"] for i in detail["customer"]["identities"]} == {"telegram", "webchat"}
     # a foreign identity cannot be linked through this case
     foreign = await app_client.post(f"/api/cases/{telegram_case}/link", headers=headers,

@@ -58,6 +58,7 @@ async def test_queue_lists_pending_drafts_oldest_first_with_sla_states(app_clien
     assert rows == [("overdue", str(late)), ("due-soon", str(soon)), ("ok", str(fresh))]
     assert re.search(r"6m 4\ds", html) and "overdue" in html and "due soon" in html
     assert f'href="/console/drafts/{late}"' in html
+    assert html.count("telegram · private") == 3  # channel and visibility on every row, in words
     assert "console.js" in html and "Content-Security-Policy" in response.headers
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -205,3 +206,4 @@ async def test_static_files_are_served_without_login(app_client):
     js = await (await app_client.get("/console/static/console.js")).text()
     assert "innerHTML" not in js  # customer text only ever goes through textContent
     assert "/api/drafts" in js and "setTimeout(pollQueue, 2000)" in js
+    assert "channelLabel(d.channel, d.visibility)" in js  # polled rows show channel · visibility too
