@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Tuple
 
+from bot.errors import InvalidInput
 from bot.store.database import Store
 
 if TYPE_CHECKING:
@@ -236,3 +239,38 @@ class Connector(abc.ABC):
 
     async def stop(self) -> None:
         """Called when the service stops."""
+
+
+def json_body(body: bytes) -> Any:
+    """A webhook body parsed as JSON; :class:`InvalidInput` (a 400) with the reason if it is not."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("body is not valid JSON: nested too deeply") from None
+
+
+class SendProgress:
+    """How many parts of a multi-part send went out, per idempotency key (and the last part's
+    id), so a retry after a failure on part 2 does not send part 1 again. In memory: the most
+    recent :data:`LIMIT` keys."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._done: "OrderedDict[str, Tuple[int, Optional[str]]]" = OrderedDict()
+
+    def get(self, key: str) -> Tuple[int, Optional[str]]:
+        """``(parts sent, the last one's id)``; ``(0, None)`` for a new key."""
+        return self._done.get(key, (0, None))
+
+    def remember(self, key: str, done: int, last_id: Optional[str]) -> None:
+        self._done[key] = (done, last_id)
+        self._done.move_to_end(key)
+        while len(self._done) > self.LIMIT:
+            self._done.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        """Every part went out."""
+        self._done.pop(key, None)

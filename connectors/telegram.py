@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
 import re
 import warnings
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 from urllib.parse import urlsplit
 
@@ -68,7 +66,9 @@ from connectors.base import (
     Ignored,
     InboundMessage,
     IntakePort,
+    SendProgress,
     SendResult,
+    json_body,
 )
 from connectors.registry import connector_class
 
@@ -85,7 +85,6 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 MAX_TEXT_LENGTH = 4096  # per message, in UTF-16 code units (Telegram counts like that)
 MAX_CALLBACK_DATA_BYTES = 64
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
-MAX_REMEMBERED_PROGRESS = 10_000
 
 # (attribute of telegram.Message, label) in the order they are checked: an animation message
 # also carries a document, a venue also a location.
@@ -152,7 +151,7 @@ class TelegramConnector(Connector):
         self._background: Set[asyncio.Task] = set()
         # Split texts: how many parts of an idempotency key went out already, so a retry
         # (after a 429 on part 2, say) does not send part 1 again. In memory only.
-        self._progress: "OrderedDict[str, Tuple[int, Optional[str]]]" = OrderedDict()
+        self._progress = SendProgress()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -207,12 +206,7 @@ class TelegramConnector(Connector):
 
     def parse(self, body: bytes) -> Update:
         """The webhook body as a ``telegram.Update`` (400 with a reason if it is not one)."""
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidInput("body is not valid JSON: nested too deeply") from None
+        data = json_body(body)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a JSON object (a Telegram Update)")
         try:
@@ -371,7 +365,7 @@ class TelegramConnector(Connector):
         except (TypeError, ValueError):
             raise DeliveryError(f"{recipient!r} is not a Telegram chat id", permanent=True) from None
         steps = self._steps(payload)
-        done, last_id = self._progress.get(idempotency_key, (0, None))
+        done, last_id = self._progress.get(idempotency_key)
         for index in range(done, len(steps)):
             what, content, markup = steps[index]
             try:
@@ -381,10 +375,10 @@ class TelegramConnector(Connector):
                     sent = await self.bot.send_message(chat_id, content, reply_markup=markup)
             except TelegramError as exc:
                 if index > 0:
-                    self._remember(idempotency_key, index, last_id)
+                    self._progress.remember(idempotency_key, index, last_id)
                 raise self._delivery_error(exc) from exc
             last_id = str(sent.message_id)
-        self._progress.pop(idempotency_key, None)
+        self._progress.forget(idempotency_key)
         return SendResult(last_id)
 
     def _steps(self, payload: Dict[str, Any]) -> List[Tuple[str, str, Optional[InlineKeyboardMarkup]]]:
@@ -406,11 +400,6 @@ class TelegramConnector(Connector):
             raise DeliveryError("nothing to send: the payload has no text", permanent=True)
         return steps
 
-    def _remember(self, key: str, done: int, last_id: Optional[str]) -> None:
-        self._progress[key] = (done, last_id)
-        self._progress.move_to_end(key)
-        while len(self._progress) > MAX_REMEMBERED_PROGRESS:
-            self._progress.popitem(last=False)
 
     def _delivery_error(self, exc: TelegramError) -> DeliveryError:
         reason = f"Telegram: {type(exc).__name__}: {self._redact(exc)}"

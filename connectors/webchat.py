@@ -66,6 +66,7 @@ from connectors.base import (
     InboundMessage,
     IntakePort,
     SendResult,
+    json_body,
 )
 
 
@@ -399,12 +400,7 @@ class WebChatConnector(Connector):
 
     def parse(self, body: bytes, sender_id: str) -> InboundMessage:
         """Validate the JSON body into an :class:`InboundMessage` (400/413 with a reason if not)."""
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidInput("body is not valid JSON: nested too deeply") from None
+        data = json_body(body)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a JSON object")
         client_id = data.get("client_message_id")

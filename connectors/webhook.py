@@ -29,6 +29,7 @@ from connectors.base import (
     InboundMessage,
     IntakePort,
     SendResult,
+    json_body,
 )
 from connectors.signing import SIGNATURE_HEADER, sign, verify
 
@@ -71,12 +72,7 @@ class SignedWebhookConnector(Connector):
 
     def parse(self, body: bytes) -> InboundMessage:
         """Validate the JSON body into an :class:`InboundMessage` (400 with a reason if not)."""
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidInput("body is not valid JSON: nested too deeply") from None
+        data = json_body(body)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a JSON object")
         message_id = data.get("message_id")

@@ -55,7 +55,7 @@ from bot.store.models import (
     Visibility,
     utcnow,
 )
-from connectors.base import Connector, DeliveryError, SendContext, SendResult
+from connectors.base import Connector, DeliveryError, SendContext
 
 logger = logging.getLogger(__name__)
 

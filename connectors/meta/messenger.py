@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -51,6 +50,7 @@ from connectors.base import (
     InboundMessage,
     MessagingWindow,
     SendContext,
+    SendProgress,
     SendResult,
 )
 from connectors.meta.webhook import Event, MetaConnector, id_field, text_field
@@ -64,7 +64,6 @@ MAX_PAYLOAD = 1000
 WINDOW = MessagingWindow(free_form_hours=24, human_agent_hours=168)
 ATTACHMENT_KINDS = {"image": "photo", "video": "video", "audio": "audio", "file": "file", "location": "location",
                     "story_mention": "story_mention", "ig_reel": "video", "reel": "video", "share": "file"}
-MAX_REMEMBERED_PROGRESS = 10_000
 
 
 def _ms(value: Any) -> Optional[dt.datetime]:
@@ -229,7 +228,7 @@ class MessengerConnector(MetaConnector):
             raise ConnectorError(f"channels.{name}.rate_limit_per_second must be a number") from None
         self.capabilities = Capabilities(max_text_length=self.max_text_length, buttons=True,
                                          rate_limit_per_second=rate, window=WINDOW)
-        self._progress: "OrderedDict[str, Tuple[int, Optional[str]]]" = OrderedDict()
+        self._progress = SendProgress()
 
     # ------------------------------------------------------------ inbound
 
@@ -366,7 +365,7 @@ class MessengerConnector(MetaConnector):
             if not quick:
                 raise DeliveryError("nothing to send: the payload has no text", permanent=True)
             parts = ["…"]
-        done, last_id = self._progress.get(key, (0, None))
+        done, last_id = self._progress.get(key)
         envelope: Dict[str, Any] = {"recipient": {"id": recipient}}
         if payload.get("tag"):
             envelope.update(messaging_type="MESSAGE_TAG", tag=str(payload["tag"]))
@@ -378,18 +377,13 @@ class MessengerConnector(MetaConnector):
                 message["quick_replies"] = quick
             answer = await self.graph.post(f"{self.account_id}/messages", {**envelope, "message": message})
             last_id = _str(answer.get("message_id"))
-            self._remember(key, index + 1, last_id)
-        self._progress.pop(key, None)
+            self._progress.remember(key, index + 1, last_id)
+        self._progress.forget(key)
         return SendResult(last_id)
 
     def _fit(self, text: str) -> str:
         return text if len(text) <= self.max_text_length else text[:self.max_text_length - 1] + "…"
 
-    def _remember(self, key: str, done: int, last_id: Optional[str]) -> None:
-        self._progress[key] = (done, last_id)
-        self._progress.move_to_end(key)
-        while len(self._progress) > MAX_REMEMBERED_PROGRESS:
-            self._progress.popitem(last=False)
 
 
 class InstagramConnector(MessengerConnector):

@@ -20,7 +20,6 @@ import abc
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
@@ -28,7 +27,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 from aiohttp import web
 
 from bot.errors import InvalidInput, NotAllowed, NotAuthenticated
-from connectors.base import Connector, ConnectorError, DeliveryUpdate, Ignored, InboundMessage, IntakePort
+from connectors.base import (
+    Connector,
+    ConnectorError,
+    DeliveryUpdate,
+    Ignored,
+    InboundMessage,
+    IntakePort,
+    json_body,
+)
 from connectors.meta.graph import GraphClient
 
 
@@ -149,12 +156,7 @@ class MetaConnector(Connector):
 
     def envelope(self, body: bytes) -> Optional[List[Dict[str, Any]]]:
         """The entries of the body; None when it is another object's webhook; 400 when malformed."""
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidInput("body is not valid JSON: nested too deeply") from None
+        data = json_body(body)
         if not isinstance(data, dict) or not isinstance(data.get("object"), str):
             raise InvalidInput("body must be a JSON object with an 'object' field (a Meta webhook)")
         if data["object"] != self.webhook_object:

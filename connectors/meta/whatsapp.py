@@ -35,19 +35,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from connectors.base import (
     Capabilities,
     ConnectorError,
+    DELIVERY_STATES,
     DeliveryError,
     DeliveryUpdate,
-    DELIVERY_STATES,
     Ignored,
     InboundMessage,
     MessagingWindow,
     SendContext,
+    SendProgress,
     SendResult,
     TemplateSpec,
 )
@@ -66,7 +66,6 @@ MAX_ROWS = 10
 MAX_ROW_TITLE = 24
 MAX_ROW_DESCRIPTION = 72
 MAX_ROW_ID = 200
-MAX_REMEMBERED_PROGRESS = 10_000
 DEFAULT_RATE_LIMIT = 20.0
 
 TEMPLATE_PURPOSES = ("answer", "ack", "handover", "notice", "csat", "broadcast")
@@ -103,7 +102,7 @@ class WhatsAppConnector(MetaConnector):
             window=MessagingWindow(free_form_hours=24, human_agent_hours=None))
         # Multi-part sends: how many parts of an idempotency key went out, and the last id, so
         # a retry (after a rate limit on part 2, say) does not send part 1 again. In memory.
-        self._progress: "OrderedDict[str, Tuple[int, Optional[str]]]" = OrderedDict()
+        self._progress = SendProgress()
 
     def template_for(self, purpose: str) -> Optional[TemplateSpec]:
         return self.templates.get(purpose)
@@ -195,17 +194,17 @@ class WhatsAppConnector(MetaConnector):
                       context: SendContext) -> SendResult:
         steps = self.steps(payload, context)
         address = {"recipient": recipient} if "." in recipient else {"to": recipient}
-        done, last_id = self._progress.get(idempotency_key, (0, None))
+        done, last_id = self._progress.get(idempotency_key)
         for index in range(done, len(steps)):
             body = {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **steps[index]}
             try:
                 answer = await self.graph.post(f"{self.phone_number_id}/messages", body)
             except DeliveryError:
                 if index > 0:
-                    self._remember(idempotency_key, index, last_id)
+                    self._progress.remember(idempotency_key, index, last_id)
                 raise
             last_id = _message_id(answer) or last_id
-        self._progress.pop(idempotency_key, None)
+        self._progress.forget(idempotency_key)
         return SendResult(last_id)
 
     def steps(self, payload: Dict[str, Any], context: SendContext) -> List[Dict[str, Any]]:
@@ -236,11 +235,6 @@ class WhatsAppConnector(MetaConnector):
             raise DeliveryError("nothing to send: the payload has no text", permanent=True)
         return steps
 
-    def _remember(self, key: str, done: int, last_id: Optional[str]) -> None:
-        self._progress[key] = (done, last_id)
-        self._progress.move_to_end(key)
-        while len(self._progress) > MAX_REMEMBERED_PROGRESS:
-            self._progress.popitem(last=False)
 
 
 # ---------------------------------------------------------------- inbound helpers

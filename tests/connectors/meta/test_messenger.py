@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.cases import public_threads
 from bot.cases.escalation import default_settings
 from bot.accounts import hash_password
-from bot.store.models import Conversation, Message, OutboxItem, OutboxStatus, Purpose, Role, User, Visibility
+from bot.store.models import Conversation, OutboxStatus, Purpose, Role, User, Visibility
 from connectors.base import ConnectorError
 from tests.connectors.meta.conftest import Channel, MetaApp, build_app, recorded
 
