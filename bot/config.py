@@ -68,6 +68,10 @@ DEFAULTS: Dict[str, Any] = {
     },
     # Fix announcements: how far ahead of delivery the broadcaster fills the outbox.
     "broadcasts": {"enabled": True, "queue_ahead_seconds": 5},
+    # Per-intent auto-send thresholds suggested from agents' verdicts (bot/learning/thresholds.py):
+    # the precision auto-sent replies must keep (95 % Wilson lower bound), and the verdicts an
+    # intent needs before anything but its current threshold is suggested for it.
+    "learning": {"target_precision": 0.98, "min_verdicts": 30},
     "crm": {
         "adapter": "sql",
         "timeout_seconds": 2.0,
@@ -200,6 +204,31 @@ class BroadcastsConfig:
 
 
 @dataclass(frozen=True)
+class LearningConfig:
+    """The ``learning`` section (see :mod:`bot.learning.thresholds`)."""
+
+    target_precision: float  # auto-sent replies' precision to keep: 95 % Wilson lower bound ≥ this
+    min_verdicts: int  # an intent with fewer verdicts keeps its current (configured or global) threshold
+
+    @classmethod
+    def parse(cls, section: Mapping[str, Any]) -> "LearningConfig":
+        """Validate the section; raises :class:`SettingError` (a missing key is its default)."""
+        unknown = set(section) - set(DEFAULTS["learning"])
+        if unknown:
+            raise SettingError(f"unknown key(s) {sorted(unknown)}")
+        target = _probability("learning.target_precision",
+                              section.get("target_precision", DEFAULTS["learning"]["target_precision"]))
+        if not 0.5 <= target < 1.0:
+            raise SettingError(f"learning.target_precision must be at least 0.5 and below 1 "
+                               f"(no number of verdicts proves 100 %), not {target}")
+        return cls(
+            target_precision=target,
+            min_verdicts=_integer("learning.min_verdicts",
+                                  section.get("min_verdicts", DEFAULTS["learning"]["min_verdicts"]), 1),
+        )
+
+
+@dataclass(frozen=True)
 class CrmHttpConfig:
     base_url: Optional[str]
     token_env: str  # the environment variable holding the token (never the token itself)
@@ -237,6 +266,7 @@ class Config:
     reports: ReportsConfig
     broadcasts: BroadcastsConfig
     crm: CrmConfig
+    learning: LearningConfig
     source: Optional[Path] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)  # the merged file, for display only
 
@@ -370,6 +400,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
                                         merged["broadcasts"]["queue_ahead_seconds"], positive=True),
         )
         crm = _validate_crm(merged["crm"])
+        learning = LearningConfig.parse(merged["learning"])
         channels = _channels(merged["channels"])
     except SettingError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
@@ -394,6 +425,7 @@ def load_config(path: Optional[str] = None, environ: Optional[Mapping[str, str]]
         reports=reports,
         broadcasts=broadcasts,
         crm=crm,
+        learning=learning,
         source=source,
         raw=merged,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Type, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ class KnownIssuesChanged(Event):
     answers change, and the broadcaster may have deliveries to fill."""
 
     known_issue_id: int
+
+
+@dataclass(frozen=True)
+class ThresholdsChanged(Event):
+    """An admin approved (``threshold``) or removed (``None``) an intent's auto-send threshold:
+    the drafting policy of this process applies it at once (other replicas within seconds)."""
+
+    intent: str
+    threshold: Optional[float]
 
 
 E = TypeVar("E", bound=Event)

@@ -32,6 +32,7 @@ from bot.events import (
     ConversationReleased,
     KnownIssuesChanged,
     OutboxQueued,
+    ThresholdsChanged,
     TrackerEventsQueued,
 )
 from bot.outreach import known_issues
@@ -76,11 +77,14 @@ class Service:
         self.digest = DigestScheduler.from_config(config, self.store, self.cases.taxonomy)
         self.crm = load_crm(config.crm, self.store)
         self.tracker_sync = TrackerSync(self.store, config.rasa.replicas)
+        # The drafting policy with the thresholds admins approved from agents' verdicts: read
+        # at start, re-read every few seconds, and changed at once when approved here.
+        self.policy = DraftingPolicy.from_config(config.drafting)
         self.worker = Worker(
             self.store,
             RasaClient(config.rasa.replicas, config.worker.rasa_timeout_seconds,
                        suspect_seconds=config.worker.rasa_suspect_seconds),
-            DraftingPolicy.from_config(config.drafting),
+            self.policy,
             concurrency=config.worker.concurrency,
             cases=self.cases,
             tracker_sync=self.tracker_sync,
@@ -104,6 +108,7 @@ class Service:
         events.subscribe(ConversationReleased, lambda _: self.worker.wake())
         events.subscribe(CaseOpened, lambda event: self.enrich_case(event.case_id))
         events.subscribe(KnownIssuesChanged, self._known_issues_changed)
+        events.subscribe(ThresholdsChanged, lambda event: self.policy.learned.set(event.intent, event.threshold))
 
         self._tasks: List["asyncio.Task[Any]"] = []
         self._enrichment: Set["asyncio.Task[Any]"] = set()
@@ -120,7 +125,12 @@ class Service:
         """Start the background tasks (when ``worker.enabled``)."""
         if not self.config.worker.enabled:
             return
+        try:  # the approved thresholds before the first message is answered
+            await self.store.run(self.policy.learned.load)
+        except Exception:
+            logger.exception("could not read the approved thresholds; the configured ones apply until they are")
         self._tasks += [
+            asyncio.create_task(self.policy.learned.run(self.store), name="thresholds-refresh"),
             asyncio.create_task(self.worker.run(), name="worker"),
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(self.tracker_sync.run(), name="tracker-sync"),

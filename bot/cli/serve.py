@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from pathlib import Path
 from typing import Any
 
 from bot import __version__
@@ -28,12 +29,30 @@ def add_commands(sub: Any) -> None:
     train.set_defaults(handler=train_command)
 
 
+LEARNED_DATA = PROJECT / "var" / "training" / "learned_nlu.yml"  # the reviewed corrections (bot/learning)
+
+
+def learned_data(config: Config) -> Path:
+    """Write the reviewed corrections from the store to :data:`LEARNED_DATA` (every replica
+    writes the same file from the same store); the path to train on."""
+    from bot.learning.corrections import write_training_data
+    from bot.store.database import Store
+
+    store = Store.from_url(config.database_url)
+    try:
+        count = store.transaction(write_training_data, LEARNED_DATA)
+    finally:
+        store.close()
+    print(f"model: {count} reviewed correction(s) from the store in {LEARNED_DATA.relative_to(PROJECT)}")
+    return LEARNED_DATA
+
+
 def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser, config: Config) -> int:
-    """Train the Rasa model when it is missing or stale."""
+    """Train the Rasa model when it is missing or stale (with the reviewed corrections)."""
     from bot.rasa.training import train
 
     try:
-        train(PROJECT, PROJECT / config.rasa.model_dir, force=args.force)
+        train(PROJECT, PROJECT / config.rasa.model_dir, force=args.force, extra_data=[learned_data(config)])
     except RuntimeError as exc:
         print(f"webcare: {exc}", file=sys.stderr)
         return 1
@@ -53,7 +72,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, confi
     (PROJECT / "var").mkdir(exist_ok=True)
     if not args.no_train:
         try:
-            train(PROJECT, PROJECT / config.rasa.model_dir)
+            train(PROJECT, PROJECT / config.rasa.model_dir, extra_data=[learned_data(config)])
         except RuntimeError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return 1

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -26,31 +26,41 @@ def latest_model(model_dir: Path) -> Optional[Path]:
     return models[-1] if models else None
 
 
-def _input_files(project: Path) -> Iterable[Path]:
-    for name in TRAINING_INPUTS:
-        path = project / name
+def _input_files(project: Path, extra_data: Sequence[Path] = ()) -> Iterable[Path]:
+    for path in [project / name for name in TRAINING_INPUTS] + list(extra_data):
         if path.is_dir():
             yield from (p for p in path.rglob("*") if p.is_file())
         elif path.exists():
             yield path
 
 
-def staleness(project: Path, model_dir: Path) -> Tuple[bool, str]:
-    """``(needs_training, why)`` for the model in ``model_dir``."""
+def _shown(path: Path, project: Path) -> str:
+    try:
+        return str(path.relative_to(project))
+    except ValueError:
+        return str(path)
+
+
+def staleness(project: Path, model_dir: Path, extra_data: Sequence[Path] = ()) -> Tuple[bool, str]:
+    """``(needs_training, why)`` for the model in ``model_dir`` (``extra_data``: generated
+    training files beside ``data/``, such as the reviewed corrections)."""
     model = latest_model(model_dir)
     if model is None:
         return True, f"no model in {model_dir}/"
     model_time = model.stat().st_mtime
-    newer = [p for p in _input_files(project) if p.stat().st_mtime > model_time]
+    newer = [p for p in _input_files(project, extra_data) if p.stat().st_mtime > model_time]
     if newer:
-        names = ", ".join(str(p.relative_to(project)) for p in newer[:3])
+        names = ", ".join(_shown(p, project) for p in newer[:3])
         return True, f"{names}{' …' if len(newer) > 3 else ''} changed since {model.name}"
     return False, f"{model.name} is up to date"
 
 
-def train(project: Path, model_dir: Path, force: bool = False) -> Optional[Path]:
-    """Train if stale (or ``force``); returns the model path. Raises on a failed training."""
-    needed, why = staleness(project, model_dir)
+def train(project: Path, model_dir: Path, force: bool = False, extra_data: Sequence[Path] = ()) -> Optional[Path]:
+    """Train if stale (or ``force``); returns the model path. Raises on a failed training.
+
+    ``extra_data``: more NLU files to train on (the reviewed corrections the learning loop
+    writes from the store: the same file on every replica)."""
+    needed, why = staleness(project, model_dir, extra_data)
     if not needed and not force:
         print(f"model: {why}; skipping training")
         return latest_model(model_dir)
@@ -60,7 +70,7 @@ def train(project: Path, model_dir: Path, force: bool = False) -> Optional[Path]
         rasa_executable(), "train",
         "--config", str(project / "config.yml"),
         "--domain", str(project / "domain.yml"),
-        "--data", str(project / "data"),
+        "--data", str(project / "data"), *(str(p) for p in extra_data if p.exists()),
         "--out", str(model_dir),
     ]
     if force:

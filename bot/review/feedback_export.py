@@ -80,8 +80,13 @@ def collect(session: Session, since: Optional[dt.datetime] = None) -> List[Feedb
     return examples
 
 
-def to_nlu_yaml(examples: Sequence[FeedbackExample]) -> str:
-    """Rasa NLU YAML, one block per (intent, lang), intents in alphabetical order."""
+EXPORT_HEADER = ("# Intent corrections made by agents in the webcare console (webcare export-feedback).\n"
+                 "# Review, then merge into data/nlu/.\n")
+
+
+def to_nlu_yaml(examples: Sequence[FeedbackExample], header: str = EXPORT_HEADER) -> str:
+    """Rasa NLU YAML, one block per (intent, lang), intents in alphabetical order, after
+    ``header`` (comment lines)."""
     blocks: Dict[Tuple[str, str], List[str]] = defaultdict(list)
     for example in examples:
         blocks[(example.intent, example.lang or "")].append(example.text)
@@ -92,8 +97,6 @@ def to_nlu_yaml(examples: Sequence[FeedbackExample]) -> str:
             block["metadata"] = {"lang": lang}
         block["examples"] = "".join(f"- {text}\n" for text in texts)
         nlu.append(block)
-    header = ("# Intent corrections made by agents in the webcare console (webcare export-feedback).\n"
-              "# Review, then merge into data/nlu/.\n")
     body = yaml.dump({"nlu": nlu}, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=10**6)
     return header + 'version: "3.1"\n' + body
 

@@ -593,3 +593,55 @@ class ReportDigest(Base):
     claimed_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
     sent_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
     details: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)
+
+
+class ExampleStatus(str, enum.Enum):
+    """Where an agent's verdict stands on its way into the training data (``bot/learning``)."""
+
+    pending = "pending"  # waiting for a reviewer
+    accepted = "accepted"  # trained on, with the agent's intent
+    relabelled = "relabelled"  # trained on, with the reviewer's intent
+    dropped = "dropped"  # never trained on (the agent was wrong, or the text teaches nothing)
+
+
+class TrainingExample(Base):
+    """A labelled example an agent's decision on a draft produced, and its review.
+
+    ``source``: ``confirmed`` (approved as drafted: the bot's intent was right), ``picked`` (an
+    alternative of the ranking), ``corrected`` (edited with another intent), ``rejected`` (the
+    agent answered themselves; the intent they chose, if any). Only accepted and relabelled
+    examples reach the training data, with ``intent``.
+    """
+
+    __tablename__ = "training_examples"
+    __table_args__ = (Index("ix_training_examples_status", "status", "id"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    draft_id: Mapped[int] = Column(ForeignKey("drafts.id"), nullable=False, unique=True)
+    message_id: Mapped[int] = Column(ForeignKey("messages.id"), nullable=False)
+    text: Mapped[str] = Column(Text, nullable=False)
+    language: Mapped[Optional[str]] = Column(String(8))
+    source: Mapped[str] = Column(String(16), nullable=False)
+    bot_intent: Mapped[Optional[str]] = Column(String(120))
+    bot_confidence: Mapped[Optional[float]] = Column(Float)
+    agent_intent: Mapped[Optional[str]] = Column(String(120))  # the agent's verdict
+    decided_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    decided_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    status: Mapped[ExampleStatus] = Column(_enum(ExampleStatus), nullable=False, default=ExampleStatus.pending)
+    intent: Mapped[Optional[str]] = Column(String(120))  # the label trained on (accepted / relabelled)
+    reviewed_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    reviewed_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class IntentThreshold(Base):
+    """An auto-send threshold for one intent, suggested from agents' verdicts and approved by an
+    admin; it replaces the configured one for that intent (``bot/learning/thresholds.py``)."""
+
+    __tablename__ = "intent_thresholds"
+
+    intent: Mapped[str] = Column(String(120), primary_key=True)
+    threshold: Mapped[float] = Column(Float, nullable=False)
+    evidence: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)  # n, precision, interval, target
+    approved_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    approved_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)

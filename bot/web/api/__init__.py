@@ -11,6 +11,8 @@ from bot.web.api.cases import setup_case_api
 from bot.web.api.conversations import setup_conversation_api
 from bot.web.api.drafts import setup_draft_api
 from bot.web.api.known_issues import setup_known_issue_api
+from bot.web.api.thresholds import setup_threshold_api
+from bot.web.api.learning import setup_learning_api
 from bot.web.auth import setup_auth
 
 
@@ -21,3 +23,5 @@ def setup_api(app: web.Application) -> None:
     setup_case_api(app)
     setup_conversation_api(app)
     setup_known_issue_api(app)
+    setup_threshold_api(app)
+    setup_learning_api(app)
