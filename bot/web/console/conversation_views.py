@@ -12,12 +12,13 @@ import secrets
 from typing import Any, Dict, Optional
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.cases import public_threads
 from bot.customer_texts import customer_text
 from bot.errors import Conflict, InvalidInput, NotFound
-from bot.store.models import Conversation
+from bot.store.models import Conversation, Draft, DraftStatus
 from bot.web.api.cases import HANDLE_ROLES, READ_ROLES
 from bot.web.auth import USER_KEY, require_role
 from bot.web.console.display import case_of, refusal
@@ -41,8 +42,15 @@ def _thread_page_data(session: Session, conversation_id: int) -> Dict[str, Any]:
     thread = public_threads.thread(session, conversation_id)  # refuses a private conversation
     conversation = session.get(Conversation, conversation_id)
     language = conversation.language if conversation is not None else None
+    draft = session.execute(
+        select(Draft.id, Draft.messages).where(Draft.conversation_id == conversation_id,
+                                               Draft.status == DraftStatus.pending)
+        .order_by(Draft.id.desc()).limit(1)).first()
     return {
         "thread": thread,
+        # the bot's drafted public reply, if one waits: approving it there keeps the verdict
+        "draft": ({"id": draft.id, "text": " ".join(str(m.get("text") or "") for m in draft.messages or []
+                                                    if isinstance(m, dict)).strip()} if draft else None),
         "case_id": case_of(session, conversation_id),
         "linked_case_id": case_of(session, thread["linked_id"]),
         "private_text": customer_text("moved_to_private_private", language),

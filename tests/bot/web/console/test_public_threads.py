@@ -220,6 +220,10 @@ async def test_thread_page_shows_the_post_and_the_comments(client):
     assert html.count('action="/console/conversations/%d/hide"' % conversation_id) == 2
     # the draft and case pages of a public conversation say so and link the thread
     draft_id = draft_for(client, first, ["Wat vervelend!"])
+    thread = await page(client, f"/console/conversations/{conversation_id}")
+    # the bot's drafted public reply is pointed to: deciding it there keeps the verdict
+    assert 'id="pending-draft"' in thread and f'href="/console/drafts/{draft_id}"' in thread
+    assert "<q>Wat vervelend!</q>" in thread
     case_id = case_for(client, conversation_id)
     for path in (f"/console/drafts/{draft_id}", f"/console/cases/{case_id}"):
         other = await page(client, path)
@@ -227,6 +231,7 @@ async def test_thread_page_shows_the_post_and_the_comments(client):
         assert f"<code>{POST}</code>" in other and 'id="window"' not in other  # a comment has no window
     thread = await page(client, f"/console/conversations/{conversation_id}")
     assert f'href="/console/cases/{case_id}"' in thread
+    assert 'id="pending-draft"' not in thread  # the case superseded the bot's draft
 
 
 async def test_the_three_actions_work_through_the_console_forms(client):
