@@ -66,6 +66,8 @@ class DeliveryUpdate:
     watermark: Optional[dt.datetime] = None
     at: Optional[dt.datetime] = None
     error: Optional[str] = None
+    # failed because the messaging window was closed (WhatsApp 131047 after accepting it)
+    needs_template: bool = False
 
 
 class Accepted(Protocol):

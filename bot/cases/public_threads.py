@@ -18,9 +18,11 @@ turns ``private_reply_to`` and ``{"action": "hide"}`` payloads into the platform
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any, Dict, List, Optional, Tuple
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.accounts import Actor
@@ -28,6 +30,7 @@ from bot.cases.escalation import CaseSettings, open_case
 from bot.customer_texts import customer_text
 from bot.errors import Conflict, InvalidInput, NotFound
 from bot.pipeline import outbox
+from bot.pipeline.dispatcher import comment_target
 from bot.privacy.personal_data import refuse_in_public
 from bot.store.audit import record
 from bot.store.models import (
@@ -80,6 +83,12 @@ def comment_id(message: Message) -> str:
     return str(metadata.get("comment_id") or message.channel_message_id)
 
 
+def reply_target(message: Message) -> str:
+    """The comment a public reply to ``message`` goes under (fixed when the reply is queued, so
+    a comment arriving meanwhile does not take it)."""
+    return str(comment_target(message.payload, message.channel_message_id))
+
+
 def _text(value: Optional[str], what: str) -> str:
     text = (value or "").strip()
     if not text:
@@ -87,6 +96,10 @@ def _text(value: Optional[str], what: str) -> str:
     if len(text) > MAX_PUBLIC_REPLY:
         raise InvalidInput(f"{what} is {len(text)} characters; at most {MAX_PUBLIC_REPLY} are allowed")
     return text
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
 def _supersede_drafts(session: Session, conversation_id: int) -> None:
@@ -102,10 +115,11 @@ def reply_public(session: Session, conversation_id: int, user: Actor, text: Opti
     text = _text(text, "the public reply")
     findings = refuse_in_public(text, override_personal_data)
     latest = latest_comment(session, conversation.id)
-    key = f"public:{conversation.id}:reply:{token or utcnow().timestamp()}:{user.id}"
+    # without a token a resubmitted form (the same text under the same comment) stays one reply
+    key = f"public:{conversation.id}:reply:{token or _digest(text, comment_id(latest))}:{user.id}"
     item = outbox.enqueue(session, key=key, channel=conversation.channel, recipient=identity.external_id,
-                          payload={"text": text}, source="agent", sender=f"agent:{user.id}",
-                          conversation_id=conversation.id)
+                          payload={"text": text, "reply_to": reply_target(latest)}, source="agent",
+                          sender=f"agent:{user.id}", conversation_id=conversation.id)
     _supersede_drafts(session, conversation.id)
     record(session, user.id, "public.reply", "conversation", conversation.id,
            {"outbox_id": item.id, "comment_id": comment_id(latest), "length": len(text),
@@ -168,11 +182,17 @@ def move_to_private(session: Session, conversation_id: int, user: Actor, setting
     session.add(private)
     session.flush()
     conversation.linked_id = private.id
-    dm = outbox.enqueue(session, key=key, channel=conversation.channel, recipient=address,
-                        payload={"text": private_text, "private_reply_to": target}, source="agent",
-                        sender=f"agent:{user.id}", conversation_id=private.id)
+    try:
+        with session.begin_nested():  # another agent moving the same comment right now
+            dm = outbox.enqueue(session, key=key, channel=conversation.channel, recipient=address,
+                                payload={"text": private_text, "private_reply_to": target}, source="agent",
+                                sender=f"agent:{user.id}", conversation_id=private.id)
+    except IntegrityError:
+        raise Conflict("this comment was already answered privately (Meta allows one private reply per comment)") \
+            from None
     answer = outbox.enqueue(session, key=f"public:{conversation.id}:moved:{target}", channel=conversation.channel,
-                            recipient=identity.external_id, payload={"text": public_text}, source="agent",
+                            recipient=identity.external_id,
+                            payload={"text": public_text, "reply_to": reply_target(latest)}, source="agent",
                             sender=f"agent:{user.id}", conversation_id=conversation.id)
     _supersede_drafts(session, conversation.id)
     case, _ = open_case(session, private.id, "moved_to_private", settings,

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -45,6 +46,7 @@ from bot.pipeline.rate_limit import TokenBucket
 from bot.store.database import Store
 from bot.store.models import (
     BroadcastRecipient,
+    Case,
     ChannelIdentity,
     Conversation,
     Customer,
@@ -210,7 +212,11 @@ class Dispatcher:
                 deliveries = []
                 await asyncio.sleep(1.0)
             if deliveries:
-                await self.deliver_all(deliveries)
+                try:
+                    await self.deliver_all(deliveries)
+                except Exception:  # e.g. the store failed while recording: the leases lapse, items retry
+                    logger.exception("dispatcher: delivering a batch failed; going on")
+                    await asyncio.sleep(1.0)
                 continue
             self._wake.clear()
             try:
@@ -451,22 +457,16 @@ def with_context(session: Session, delivery: Delivery) -> Delivery:
         .where(OutboxItem.id == delivery.id)
     ).one()
     visibility = row.visibility or Visibility.private
-    reply_to = None
-    if visibility == Visibility.public:
-        latest = session.execute(
-            select(Message.channel_message_id, Message.payload)
-            .where(Message.conversation_id == row.conversation_id, Message.direction == Direction.inbound)
-            .order_by(Message.id.desc()).limit(1)
-        ).first()
-        if latest is not None:
-            metadata = (latest.payload or {}).get("metadata") or {}
-            reply_to = metadata.get("reply_to") or metadata.get("comment_id") or latest.channel_message_id
+    reply_to = delivery.payload.get("reply_to")  # the comment the agent answered, fixed when queued
+    if visibility == Visibility.public and not reply_to:
+        reply_to = latest_comment_target(session, row.conversation_id)
     last = session.execute(
-        select(func.max(Message.created_at))
+        select(Message.created_at)
         .join(Conversation, Conversation.id == Message.conversation_id)
         .join(ChannelIdentity, ChannelIdentity.id == Conversation.identity_id)
         .where(ChannelIdentity.channel == delivery.channel, ChannelIdentity.external_id == delivery.recipient,
                Message.direction == Direction.inbound, Conversation.visibility == Visibility.private)
+        .order_by(Message.id.desc()).limit(1)
     ).scalar()
     purpose = row.purpose.value if row.purpose is not None else (
         "broadcast" if row.source == "broadcast" else "answer")
@@ -475,6 +475,25 @@ def with_context(session: Session, delivery: Delivery) -> Delivery:
                           visibility=visibility.value, reply_to=reply_to,
                           language=row.language or row.customer_language, customer_name=row.display_name)
     return replace(delivery, context=context, last_customer_message=last)
+
+
+def comment_target(payload: Optional[Dict[str, Any]], channel_message_id: Optional[str]) -> Optional[str]:
+    """The comment a public reply to this stored comment goes under (the connector's
+    ``reply_to``: Instagram replies under the top-level comment)."""
+    metadata = (payload or {}).get("metadata") or {}
+    return metadata.get("reply_to") or metadata.get("comment_id") or channel_message_id
+
+
+def latest_comment_target(session: Session, conversation_id: Optional[int]) -> Optional[str]:
+    """Where the bot's public reply goes: under the customer's latest comment that is still
+    there (not an edit or a removal)."""
+    for channel_message_id, payload in session.execute(
+            select(Message.channel_message_id, Message.payload)
+            .where(Message.conversation_id == conversation_id, Message.direction == Direction.inbound)
+            .order_by(Message.id.desc()).limit(20)).all():
+        if (payload or {}).get("kind") not in ("edit", "deleted"):
+            return comment_target(payload, channel_message_id)
+    return None
 
 
 def _ours(leases: Mapping[int, Lease]) -> ColumnElement:
@@ -585,23 +604,37 @@ def record_success(session: Session, item_id: int, channel_message_id: Optional[
 def adopt_recipient(session: Session, item: OutboxItem, recipient_id: str) -> None:
     """The platform answered a send to ``item.recipient`` (a comment's private reply) with the
     customer's own address: their identity takes it, so their DM answer lands in the same
-    private conversation and customer. Already known under that address (they wrote to us
-    before): the conversation moves to that identity and customer."""
+    private conversation and customer.
+
+    Already known under that address (they wrote to us before, or their answer arrived first):
+    they are one person, so the customer of the comment joins the known one. The private
+    conversation moves to the known identity, and the placeholder identity is removed. The
+    conversations and cases of the comment's customer, and its identities, move too, so that one
+    history holds the comment, the DM and what came before.
+    """
     identity = session.execute(
         select(ChannelIdentity).where(ChannelIdentity.channel == item.channel,
-                                      ChannelIdentity.external_id == item.recipient)
+                                      ChannelIdentity.external_id == item.recipient).with_for_update()
     ).scalar_one_or_none()
     if identity is None:
         return
     known = session.execute(
         select(ChannelIdentity).where(ChannelIdentity.channel == item.channel,
-                                      ChannelIdentity.external_id == recipient_id)
+                                      ChannelIdentity.external_id == recipient_id).with_for_update()
     ).scalar_one_or_none()
     if known is None:
-        identity.external_id = recipient_id
-    elif item.conversation_id is not None:
-        conversation = session.get(Conversation, item.conversation_id)
-        conversation.identity_id, conversation.customer_id = known.id, known.customer_id
+        try:
+            with session.begin_nested():  # another replica may store that address right now
+                identity.external_id = recipient_id
+                session.flush()
+        except IntegrityError:
+            identity.external_id = item.recipient
+            known = session.execute(
+                select(ChannelIdentity).where(ChannelIdentity.channel == item.channel,
+                                              ChannelIdentity.external_id == recipient_id)
+            ).scalar_one()
+    if known is not None:
+        _join_customer(session, identity, known)
     session.execute(
         update(OutboxItem)
         .where(OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient,
@@ -610,6 +643,24 @@ def adopt_recipient(session: Session, item: OutboxItem, recipient_id: str) -> No
         .execution_options(synchronize_session=False)
     )
     logger.info("dispatcher: %s recipient %s is %s on the platform", item.channel, item.recipient, recipient_id)
+
+
+def _join_customer(session: Session, placeholder: ChannelIdentity, known: ChannelIdentity) -> None:
+    """The placeholder's conversations go to ``known``; the placeholder's customer (the
+    commenter) joins ``known``'s customer with its identities, conversations and cases."""
+    source, target = placeholder.customer_id, known.customer_id
+    session.execute(update(Conversation).where(Conversation.identity_id == placeholder.id)
+                    .values(identity_id=known.id).execution_options(synchronize_session="fetch"))
+    if source != target:
+        session.execute(update(ChannelIdentity).where(ChannelIdentity.customer_id == source)
+                        .values(customer_id=target).execution_options(synchronize_session="fetch"))
+        conversations = select(Conversation.id).where(Conversation.customer_id == source).scalar_subquery()
+        session.execute(update(Case).where(Case.conversation_id.in_(conversations))
+                        .values(customer_id=target).execution_options(synchronize_session=False))
+        session.execute(update(Conversation).where(Conversation.customer_id == source)
+                        .values(customer_id=target).execution_options(synchronize_session="fetch"))
+    session.delete(placeholder)
+    session.flush()
 
 
 def record_held(session: Session, item_id: int, reason: str) -> None:

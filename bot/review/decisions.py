@@ -37,6 +37,7 @@ from bot.store.models import (
     utcnow,
 )
 from bot.cases.escalation import CaseSettings, default_settings, open_case
+from bot.pipeline.dispatcher import comment_target
 from bot.privacy.personal_data import refuse_in_public
 
 MAX_TEXT = 4096
@@ -158,11 +159,16 @@ def _send(
         if findings:
             record(session, draft.decided_by, "public.personal_data_override", "draft", draft.id,
                    {"findings": [f.masked() for f in findings]})
+    reply_to: Dict[str, Any] = {}
+    if conversation.visibility == Visibility.public:  # under the comment this draft answers
+        comment = session.get(Message, draft.inbound_message_id)
+        if comment is not None:
+            reply_to["reply_to"] = comment_target(comment.payload, comment.channel_message_id)
     items = []
     for i, message in enumerate(messages):
         items.append(outbox.enqueue(
             session, key=f"draft:{draft.id}:{i}", channel=conversation.channel,
-            recipient=identity.external_id, payload=dict(message), source="draft", sender=sender,
+            recipient=identity.external_id, payload={**message, **reply_to}, source="draft", sender=sender,
             conversation_id=conversation.id,
         ))
     return items

@@ -280,6 +280,7 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_channel_message", "channel", "channel_message_id"),  # delivery receipts
+        Index("ix_outbox_recipient_sent", "channel", "recipient", "sent_at"),  # read watermarks
     )
 
     id: Mapped[int] = Column(Integer, primary_key=True)

@@ -125,7 +125,7 @@ class FakeGraph:
                 return web.json_response({"recipient_id": psid, "message_id": f"m_FAKE{number:010d}"})
             return web.json_response({"recipient_id": str(recipient.get("id", "")),
                                       "message_id": f"m_FAKE{number:010d}"})
-        if parts[-1] in ("comments", "replies"):
+        if parts[-1] in ("comments", "replies", "mentions"):
             return web.json_response({"id": f"{parts[0]}_{number:010d}"})
         if len(parts) == 1 and ("is_hidden" in body or "hide" in body):
             return web.json_response({"success": True})

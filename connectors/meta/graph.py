@@ -6,8 +6,9 @@ environment and goes in the ``Authorization`` header, never in a URL or a log li
 
 Graph errors become :class:`DeliveryError` (:func:`delivery_error`):
 
-- rate limits (4, 17, 32, 613, 80007, 130429, 131048, 131056; HTTP 429) → retry later, the
-  channel paused for ``retry_after`` seconds;
+- rate limits (4, 17, 32, 613, 80007, 130429, 131048; HTTP 429) → retry later, the channel
+  paused for ``retry_after`` seconds; WhatsApp's pair rate limit (131056: too many messages
+  to one customer) backs off that item only;
 - the access token rejected (190, 102, 463, 467; OAuthException on 401) → the channel pauses
   for :data:`TOKEN_PAUSE_SECONDS` and says so in one ERROR line naming the environment
   variable; queued messages wait for the fix instead of failing or looping;
@@ -36,7 +37,8 @@ DEFAULT_VERSION = "v23.0"
 TOKEN_PAUSE_SECONDS = 300.0
 RATE_LIMIT_SECONDS = 60.0
 
-RATE_LIMITS = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
+RATE_LIMITS = frozenset({4, 17, 32, 613, 80007, 130429, 131048})
+PAIR_RATE_LIMIT = 131056  # too many messages to this one customer: back off this item only
 TOKEN_ERRORS = frozenset({190, 102})
 TOKEN_SUBCODES = frozenset({463, 467})
 WINDOW_CLOSED = frozenset({131047})
@@ -89,6 +91,8 @@ def delivery_error(error: GraphError, token_env: str) -> DeliveryError:
         logger.error("Meta rejected the access token in $%s (%s): fix the token; queued messages wait",
                      token_env, reason)
         return DeliveryError(f"{reason}: fix the access token in ${token_env}", retry_after=TOKEN_PAUSE_SECONDS)
+    if code == PAIR_RATE_LIMIT:
+        return DeliveryError(reason)  # retried with the item's backoff; the channel goes on
     if code in RATE_LIMITS or error.status == 429:
         return DeliveryError(reason, retry_after=RATE_LIMIT_SECONDS)
     if code in WINDOW_CLOSED or (code == 10 and subcode in WINDOW_CLOSED_SUBCODES):

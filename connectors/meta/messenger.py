@@ -62,6 +62,7 @@ MAX_QUICK_REPLIES = 13
 MAX_QUICK_REPLY_TITLE = 20
 MAX_PAYLOAD = 1000
 WINDOW = MessagingWindow(free_form_hours=24, human_agent_hours=168)
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 ATTACHMENT_KINDS = {"image": "photo", "video": "video", "audio": "audio", "file": "file", "location": "location",
                     "story_mention": "story_mention", "ig_reel": "video", "reel": "video", "share": "file"}
 
@@ -237,12 +238,19 @@ class MessengerConnector(MetaConnector):
         changes = entry.get("changes") or []
         if not isinstance(messaging, list) or not isinstance(changes, list):
             raise ValueError("entry.messaging and entry.changes must be lists")
+        # One malformed event is skipped (logged), never the rest of the entry with it.
         for raw in messaging:
-            yield from self._from_messaging(MessagingEvent.de_json(raw))
+            try:
+                yield from self._from_messaging(MessagingEvent.de_json(raw))
+            except MALFORMED as exc:
+                yield Ignored(f"malformed messaging event: {type(exc).__name__}: {exc}")
         for change in changes:
-            change = _dict(change, "a change")
-            yield from self._from_change(str(change.get("field")), _dict(change.get("value"), "value"),
-                                         entry.get("time"))
+            try:
+                change = _dict(change, "a change")
+                yield from list(self._from_change(str(change.get("field")), _dict(change.get("value"), "value"),
+                                                  entry.get("time")))
+            except MALFORMED as exc:
+                yield Ignored(f"malformed change: {type(exc).__name__}: {exc}")
 
     def _from_messaging(self, event: MessagingEvent) -> List[Event]:
         if event.delivered_mids:  # one receipt per message of the event
@@ -403,11 +411,12 @@ class InstagramConnector(MessengerConnector):
             media = id_field(value.get("media_id"), "media_id")
             comment = text_field(value.get("comment_id"), "comment_id")
             where = f"comment {comment}" if comment else "a caption"
+            # Meta does not say who mentioned us: each mention is its own unknown author.
             yield InboundMessage(
                 channel=self.name, channel_message_id=f"mention:{comment or media}",
-                sender_id=f"mention:{media}", text=f"[mention in {where}]", kind="attachment",
+                sender_id=f"mention:{media}:{comment or ''}", text=f"[mention in {where}]", kind="attachment",
                 metadata={"attachment": "mention", "media_id": media, "comment_id": comment,
-                          "mention_comment_id": comment, "post": {"id": media}},
+                          "mention_comment_id": comment, "reply_to": comment or media, "post": {"id": media}},
                 visibility="public", thread=media)
         else:
             yield Ignored(f"field {field_name}")
@@ -428,10 +437,14 @@ class InstagramConnector(MessengerConnector):
         return parts
 
     async def deliver(self, recipient: str, payload: Dict[str, Any], key: str, context: SendContext) -> SendResult:
-        if context.visibility == "public" and context.reply_to and recipient.startswith("mention:"):
-            # A mention elsewhere: answered through the account's mentions edge.
-            answer = await self.graph.post(f"{self.account_id}/mentions", {
-                "comment_id": context.reply_to, "message": _public_text(payload.get("text") or "", None)})
+        if context.visibility == "public" and recipient.startswith("mention:"):
+            # A mention on someone else's media: answered through the account's mentions edge,
+            # under the mentioning comment, or on the media for a mention in its caption.
+            _, media, comment = (recipient.split(":", 2) + ["", ""])[:3]
+            body: Dict[str, Any] = {"media_id": media, "message": _public_text(payload.get("text") or "", None)}
+            if comment:
+                body["comment_id"] = comment
+            answer = await self.graph.post(f"{self.account_id}/mentions", body)
             return SendResult(_str(answer.get("id")))
         return await super().deliver(recipient, payload, key, context)
 

@@ -134,7 +134,7 @@ class MetaConnector(Connector):
         for entry in entries:
             try:
                 events.extend(self.events(entry))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 events.append(Ignored(f"malformed entry: {type(exc).__name__}: {exc}"))
         outcome: Dict[str, Any] = {"status": "ok", "accepted": 0, "duplicates": 0, "receipts": 0, "ignored": []}
         messages = [e for e in events if isinstance(e, InboundMessage)]

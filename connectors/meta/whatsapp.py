@@ -51,6 +51,7 @@ from connectors.base import (
     SendResult,
     TemplateSpec,
 )
+from connectors.meta.graph import WINDOW_CLOSED
 from connectors.meta.webhook import Event, MetaConnector
 from connectors.meta.whatsapp_types import MEDIA_TYPES, WaChange, WaContact, WaMessage, WaStatus
 from connectors.telegram import split_text
@@ -119,7 +120,7 @@ class WhatsAppConnector(MetaConnector):
                 continue
             try:
                 change = WaChange.de_json(raw)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 yield Ignored(f"malformed change: {exc}")
                 continue
             if change.field != "messages":
@@ -136,18 +137,18 @@ class WhatsAppConnector(MetaConnector):
                 try:
                     try:
                         message = WaMessage.de_json(data)
-                    except (KeyError, TypeError, ValueError) as exc:
+                    except (KeyError, TypeError, ValueError, OverflowError) as exc:
                         # Its body is not what we know: still a customer wrote, so an agent sees it.
                         logger.warning("%s: message %r not understood (%s); stored as unsupported",
                                        self.name, data.get("id"), exc)
                         message = WaMessage.unreadable(data, str(exc))
                     yield self.inbound(change, message)
-                except (KeyError, TypeError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
                     yield Ignored(f"malformed message: {exc}")
             for data in change.statuses:
                 try:
                     yield self.receipt(WaStatus.de_json(data))
-                except (KeyError, TypeError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError, OverflowError) as exc:
                     yield Ignored(f"malformed status: {exc}")
 
     def inbound(self, change: WaChange, message: WaMessage) -> InboundMessage:
@@ -181,9 +182,11 @@ class WhatsAppConnector(MetaConnector):
     def receipt(self, status: WaStatus) -> Event:
         if status.status not in DELIVERY_STATES:
             return Ignored(f"status {status.status}")
+        failed = status.status == "failed"
         return DeliveryUpdate(channel=self.name, status=status.status, channel_message_id=status.id,
                               recipient=status.recipient_id, at=status.timestamp,
-                              error=status.error() if status.status == "failed" else None)
+                              error=status.error() if failed else None,
+                              needs_template=failed and any(e.code in WINDOW_CLOSED for e in status.errors))
 
     # ------------------------------------------------------------ outbound
 

@@ -252,3 +252,40 @@ def test_the_window_sends_tags_templates_or_holds(store: Store) -> None:
     logged = {m.text: m for m in rows(store, Message) if m.direction.value == "out"}
     assert logged["tekst fix"].payload["sent_as"]["template"] == "storing_opgelost"
     assert logged["tekst csat"].status == "needs_template"
+
+
+def test_a_commenter_who_already_wrote_a_dm_becomes_one_customer_with_one_history(store: Store) -> None:
+    earlier = store.transaction(lambda s: store_inbound(s, InboundMessage(
+        channel="facebook", channel_message_id="m_before", sender_id=PSID, text="Vorige week al gevraagd")))
+    conversation = comment(store)
+    user = agent(store)
+    result = store.transaction(lambda s: public_threads.move_to_private(s, conversation, user, default_settings()))
+    deliver(store, PageChannel())
+    conversations = {c.id: c for c in rows(store, Conversation)}
+    dm_customer = conversations[earlier.conversation_id].customer_id
+    private = conversations[result["private_conversation_id"]]
+    assert private.customer_id == dm_customer == conversations[conversation].customer_id
+    [case] = rows(store, Case)
+    assert case.customer_id == dm_customer  # the case follows its conversation
+    identities = rows(store, ChannelIdentity)
+    assert sorted(i.external_id for i in identities) == sorted([PSID, "5566778899"])  # no placeholder left
+    assert {i.customer_id for i in identities} == {dm_customer}
+    answer = store.transaction(lambda s: store_inbound(s, InboundMessage(
+        channel="facebook", channel_message_id="m_after", sender_id=PSID, text="Bestelling 48213")))
+    assert answer.conversation_id == private.id  # the newest open private conversation
+
+
+def test_a_public_reply_stays_under_the_comment_it_answers(store: Store) -> None:
+    """A comment arriving (or one removed) between the agent's reply and its delivery does not
+    move the reply under another comment."""
+    conversation = comment(store)
+    user = agent(store)
+    store.transaction(lambda s: public_threads.reply_public(s, conversation, user, "Vervelend! We kijken mee."))
+    comment(store, "En nu?", comment_id=COMMENT + "2")
+    store.transaction(lambda s: store_inbound(s, InboundMessage(
+        channel="facebook", channel_message_id=f"{COMMENT}3:removed", sender_id="5566778899",
+        text="[comment deleted]", kind="deleted", visibility="public", thread=POST,
+        metadata={"comment_id": COMMENT + "3"})))
+    channel = PageChannel()
+    deliver(store, channel)
+    assert [c.reply_to for _, _, c in channel.delivered] == [COMMENT]

@@ -71,7 +71,7 @@ REPLAYS: Dict[tuple, tuple] = {
                                {"comment_id": IG_COMMENT, "reply_to": IG_COMMENT}),
     ("instagram", "comment_reply_to_comment"): ("text", "Nog steeds geen reactie?", IG_SANNE, "public",
                                                 {"reply_to": IG_COMMENT}),  # replies go under the top comment
-    ("instagram", "mention"): ("attachment", "[mention in comment 17894227900012345]", "mention:18055566677788899",
+    ("instagram", "mention"): ("attachment", "[mention in comment 17894227900012345]", "mention:18055566677788899:17894227900012345",
                                "public", {"attachment": "mention", "mention_comment_id": "17894227900012345"}),
 }
 
@@ -258,3 +258,28 @@ def test_a_page_id_is_required(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("WEBCARE_MESSENGER_APP_SECRET")
     with pytest.raises(ConnectorError, match="WEBCARE_MESSENGER_APP_SECRET"):
         build_app(tmp_path, MESSENGER)
+
+
+@pytest.mark.parametrize("meta_channel", [INSTAGRAM], ids=["instagram"])
+async def test_a_mention_is_answered_through_the_mentions_edge_with_its_media(meta: MetaApp) -> None:
+    await meta.post_ok(recorded("instagram", "mention"))
+    conversation = meta.inbound()[0].conversation_id
+    user = agent(meta)
+    meta.store.transaction(lambda s: public_threads.reply_public(s, conversation, user, "Dank voor het taggen!"))
+    await meta.deliver()
+    [call] = meta.graph.calls_to(f"{IG_ACCOUNT}/mentions")
+    assert call.body == {"media_id": "18055566677788899", "comment_id": "17894227900012345",
+                         "message": "Dank voor het taggen!"}
+
+
+@pytest.mark.parametrize("meta_channel", [MESSENGER], ids=["messenger"])
+async def test_one_malformed_event_does_not_drop_the_rest_of_its_entry(meta: MetaApp) -> None:
+    body = copy.deepcopy(recorded("messenger", "text"))
+    good = body["entry"][0]["messaging"][0]
+    bad = copy.deepcopy(good)
+    del bad["sender"]
+    later = copy.deepcopy(good)
+    later["message"]["mid"] += "2"
+    body["entry"][0]["messaging"] = [bad, good, later]
+    outcome = await meta.post_ok(body)
+    assert outcome["accepted"] == 2 and len(outcome["ignored"]) == 1 and len(meta.inbound()) == 2

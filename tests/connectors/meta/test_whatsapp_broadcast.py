@@ -87,3 +87,21 @@ async def test_inside_the_window_the_announcement_is_a_plain_text(meta: MetaApp)
     await announce(meta, subscribe_sanne(meta))
     [call] = meta.graph.calls_to(f"{PHONE_NUMBER_ID}/messages")
     assert call.body["type"] == "text" and call.body["text"]["body"] == "De storing is opgelost.\nExcuses!"
+
+
+async def test_a_message_accepted_then_failed_for_the_window_ends_needs_template(meta: MetaApp) -> None:
+    """WhatsApp may accept a free-form message and fail it later with 131047 (our clock said the
+    window was open: a webhook delivered late, say): the item ends "needs a template"."""
+    import copy
+
+    from tests.connectors.meta.conftest import with_status_id
+
+    await meta.post_ok(recorded("whatsapp", "text"))
+    item = await meta.send("late", {"text": "Hoe beoordeel je ons?"}, SANNE)
+    failed = copy.deepcopy(with_status_id(recorded("whatsapp", "status_failed"), item.channel_message_id))
+    error = failed["entry"][0]["changes"][0]["value"]["statuses"][0]["errors"][0]
+    error.update(code=131047, title="Re-engagement message", message="Re-engagement message")
+    assert (await meta.post_ok(failed))["receipts"] == 1
+    after = meta.outbox(item.id)
+    assert after.status == OutboxStatus.needs_template and after.delivery_status == "failed"
+    assert "131047" in after.last_error and meta.outbound_message(item.id).status == "needs_template"

@@ -36,6 +36,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('delivery_error', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('delivery_updated_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_outbox_channel_message', ['channel', 'channel_message_id'], unique=False)
+        batch_op.create_index('ix_outbox_recipient_sent', ['channel', 'recipient', 'sent_at'], unique=False)
     op.execute("UPDATE outbox SET purpose = (SELECT messages.purpose FROM messages "
                "WHERE messages.id = outbox.message_id) WHERE message_id IS NOT NULL")
     op.execute("UPDATE outbox SET purpose = 'broadcast' WHERE purpose IS NULL AND source = 'broadcast'")
@@ -43,6 +44,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_recipient_sent')
         batch_op.drop_index('ix_outbox_channel_message')
         batch_op.drop_column('delivery_updated_at')
         batch_op.drop_column('delivery_error')
