@@ -53,6 +53,9 @@ MODEL_FILE = "fast_intent_classifier.skops"
 MODEL_FORMAT = 4  # 4: + sentence-embedding view; 3: + neural network scores; 1-3 still load
 
 
+EMBEDDING_MODES = ("stack", "concat", "both")
+
+
 @dataclass(frozen=True)
 class EmbeddingOptions:
     """How the pretrained sentence embeddings (:mod:`nlu.sentence_embeddings`) are used.
@@ -60,10 +63,11 @@ class EmbeddingOptions:
     ``mode`` "stack": a linear SVM of their own (fold-averaged like the n-gram SVM) whose
     out-of-fold scores the combiner reads beside the n-gram SVM's and the networks';
     "concat": the rows (times ``weight``) are appended to the n-gram features, so the SVM
-    and the networks see both.
+    and the networks see both; "both": concatenated and stacked. Without a combiner
+    (``stacking: false``, or too few examples for folds) "stack" and "both" fall back to "concat".
     """
 
-    mode: str = "stack"
+    mode: str = "stack"  # or "concat", or "both" (concatenated and stacked)
     weight: float = 1.0
     C: float = 0.5
 
@@ -111,7 +115,7 @@ class FastIntentClassifier(GraphComponent, IntentClassifier):
             # Pretrained multilingual sentence embeddings (nlu/sentence_embeddings.py, USE
             # multilingual v3 from a pinned package; no download) as a second view of each
             # message: "stack" = their own SVM, stacked beside the n-gram SVM and the network;
-            # "concat" = appended to the n-gram features; false = off. Missing files: one
+            # "concat" = appended to the n-gram features; "both"; false = off. Missing files: one
             # warning at training, trained without them.
             "embeddings": "stack",
             # the folder with the data files; empty = the installed package's
@@ -314,9 +318,9 @@ def fit_intent_model(
     n_splits = min(folds, smallest_class)
     if encoder is not None:
         embedding = embedding or EmbeddingOptions()
-        if embedding.mode not in ("stack", "concat"):
-            raise ValueError(f"embedding mode must be 'stack' or 'concat', not {embedding.mode!r}")
-        if embedding.mode == "stack" and (not stacking or n_splits < 2):  # no combiner to stack on
+        if embedding.mode not in EMBEDDING_MODES:
+            raise ValueError(f"embedding mode must be one of {EMBEDDING_MODES}, not {embedding.mode!r}")
+        if embedding.mode != "concat" and (not stacking or n_splits < 2):  # no combiner to stack on
             embedding = EmbeddingOptions("concat", embedding.weight, embedding.C)
     model: Dict[str, Any] = {
         "format": MODEL_FORMAT,
@@ -331,15 +335,15 @@ def fit_intent_model(
             "sha256": dict(EMBEDDING_FILES),
             "mode": embedding.mode,
             "weight": float(embedding.weight),
-            "weights": None,  # "stack": the embedding SVM's (512 x n_columns) weights
+            "weights": None,  # "stack", "both": the embedding SVM's (512 x n_columns) weights
             "bias": None,
         },
         "meta": None,
         "temperature": 1.0,
     }
     vectors = encoder.encode(texts) if encoder is not None else None
-    stacked_view = vectors is not None and embedding.mode == "stack"
-    if vectors is not None and not stacked_view:
+    stacked_view = vectors is not None and embedding.mode in ("stack", "both")
+    if vectors is not None and embedding.mode in ("concat", "both"):
         features = _with_vectors(features, vectors, model["embedding"])
     if n_splits < 2:
         classifier = new_classifier().fit(features, y)
@@ -397,7 +401,7 @@ def fit_intent_model(
             noise = noise_texts(texts, max(20, int(noise_examples * len(texts))), random_state)
             noise_features = featurizer.transform(noise)
             noise_vectors = encoder.encode(noise) if vectors is not None else None
-            if noise_vectors is not None and not stacked_view:
+            if noise_vectors is not None and embedding.mode in ("concat", "both"):
                 noise_features = _with_vectors(noise_features, noise_vectors, model["embedding"])
             noise_scores = _stack_inputs(model, noise_features, n_classes, noise_vectors)
         model["meta"], logits = _fit_combiner(
@@ -523,7 +527,7 @@ def _stack_inputs(
     if networks:
         parts.append(mean_scores([SparseMLP.from_arrays(n) for n in networks], features))
     embedding = model.get("embedding")
-    if embedding and embedding["mode"] == "stack":
+    if embedding and embedding["mode"] in ("stack", "both"):
         if vectors is not None:
             view = np.asarray(vectors, dtype=np.float64) @ embedding["weights"] + embedding["bias"]
             if view.shape[1] == 1 and n_classes == 2:
@@ -548,7 +552,7 @@ def predict_probabilities(model: Dict[str, Any], texts: List[str], encoder: Any 
     features = featurizer.transform(texts)
     embedding = model.get("embedding")
     vectors = encoder.encode(texts) if embedding and encoder is not None else None
-    if embedding and embedding["mode"] == "concat":
+    if embedding and embedding["mode"] in ("concat", "both"):
         features = _with_vectors(features, vectors, embedding)
     meta = model.get("meta")
     if meta is None:

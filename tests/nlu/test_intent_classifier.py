@@ -125,13 +125,13 @@ def _load(component: FastIntentClassifier, resource: Resource) -> FastIntentClas
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["stack", "concat"])
+@pytest.mark.parametrize("mode", ["stack", "concat", "both"])
 def test_the_embedding_view_trains_predicts_and_reloads(tmp_path: Path, mode: str) -> None:
     component = _component(tmp_path, calibration_folds=3, embeddings=mode)
     resource = component.train(_training_data())
     embedding = component.model["embedding"]
     assert embedding["source"] == "use-multilingual-v3" and embedding["mode"] == mode
-    assert (embedding["weights"] is not None) == (mode == "stack")
+    assert (embedding["weights"] is not None) == (mode != "concat")
     texts = ["mn faktuur is veel te hoog", "goedemiddag", "I want to give my meter reading"]
     predicted = [m.get("intent")["name"] for m in component.process([Message(data={"text": t}) for t in texts])]
     assert predicted == ["bill", "greet", "meter"]
