@@ -4,13 +4,16 @@ Why: Rasa's DIETClassifier needs minutes to hours on a CPU; webcare retrains whe
 correct drafts, so the model must train in seconds. This component
 
 1. learns TF-IDF word and character n-grams from the raw text (English contractions spelled
-   out first) -- no tokenizer features and no downloaded weights, any language mix;
+   out first) -- no tokenizer features, any language mix;
 2. scores every intent with a one-vs-rest linear SVM (the average of the SVMs of a k-fold
    cross-validation on the training data) and with a small neural network trained from
    scratch on the same features (:mod:`nlu.sparse_mlp`; it errs on other messages);
 3. stacks: a multinomial logistic regression, trained on out-of-fold scores of both, learns
    how the intents' scores combine, which separates intents the independent SVMs confuse;
-4. calibrates the result with a temperature fitted on out-of-fold predictions,
+4. calibrates the result with a temperature fitted on out-of-fold predictions;
+5. with ``embeddings`` (default "stack"), also reads every message's pretrained multilingual
+   sentence embedding (:mod:`nlu.sentence_embeddings`, from a pinned package, offline) and
+   stacks the scores of an SVM trained on them beside the others (docs/nlu.md has why),
 
 so the confidence can drive auto-send thresholds and the full ranking can offer agents the
 alternatives. ``stacking: false`` gives the earlier model (SVM scores + one temperature).
