@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from bot.store.database import Store, make_engine
 from bot.store.migrate import alembic_config, upgrade
-from bot.store.models import Base, ChannelIdentity, Conversation, Customer, Message, OutboxItem, utcnow
+from bot.store.models import Base, Message, OutboxItem, utcnow
 from tests.conftest import fresh_postgres_database
 
 @pytest.fixture
@@ -96,6 +96,25 @@ def test_replicas_starting_together_migrate_once_on_postgresql(pg_engine: Engine
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head()]
 
 
+def _one_conversation(connection: Any, old: Dict[str, Table], now: Any) -> int:
+    """A customer, their identity and a conversation, in the tables as an earlier revision left them."""
+    customer = connection.execute(insert(old["customers"]).values(flags=[], created_at=now)).inserted_primary_key[0]
+    identity = connection.execute(insert(old["channel_identities"]).values(
+        customer_id=customer, channel="hook", external_id="42", reachable=True, created_at=now)).inserted_primary_key[0]
+    return connection.execute(insert(old["conversations"]).values(
+        customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
+        created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
+
+
+def _on(backend: str, tmp_path: Path, prefix: str, run: Any) -> None:
+    """``run(url)`` on a SQLite file or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        run(f"sqlite:///{tmp_path}/old.db")
+    else:
+        with fresh_postgres_database(prefix) as url:
+            run(url)
+
+
 def _tables_as_they_are(connection: Any) -> Dict[str, Table]:
     """The tables of the database as an earlier revision left them (not the models' columns)."""
     metadata = MetaData()
@@ -121,13 +140,7 @@ def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: 
             now = utcnow()
             with engine.begin() as connection:  # the tables as they were at 0008 (reflected)
                 old = _tables_as_they_are(connection)
-                customer = connection.execute(insert(old[Customer.__tablename__]).values(flags=[], created_at=now)).inserted_primary_key[0]
-                identity = connection.execute(insert(old[ChannelIdentity.__tablename__]).values(
-                    customer_id=customer, channel="hook", external_id="42", reachable=True,
-                    created_at=now)).inserted_primary_key[0]
-                conversation = connection.execute(insert(old[Conversation.__tablename__]).values(
-                    customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
-                    created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
+                conversation = _one_conversation(connection, old, now)
                 ids = {}
                 for key in keys:
                     ids[key] = connection.execute(insert(old[Message.__tablename__]).values(
@@ -146,11 +159,7 @@ def test_0009_gives_the_outbound_messages_already_stored_their_purpose(backend: 
         finally:
             engine.dispose()
 
-    if backend == "sqlite":
-        run(f"sqlite:///{tmp_path}/old.db")
-    else:
-        with fresh_postgres_database("webcare_migration_0009") as url:
-            run(url)
+    _on(backend, tmp_path, "webcare_migration_0009", run)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -167,13 +176,7 @@ def test_0010_gives_outbox_items_their_purpose_and_conversations_private(backend
             now = utcnow()
             with engine.begin() as connection:
                 old = _tables_as_they_are(connection)
-                customer = connection.execute(insert(old["customers"]).values(flags=[], created_at=now)).inserted_primary_key[0]
-                identity = connection.execute(insert(old["channel_identities"]).values(
-                    customer_id=customer, channel="hook", external_id="42", reachable=True,
-                    created_at=now)).inserted_primary_key[0]
-                conversation = connection.execute(insert(old["conversations"]).values(
-                    customer_id=customer, identity_id=identity, channel="hook", rasa_sender_id="hook:42", mode="bot",
-                    created_at=now, last_message_at=now, contact_watermark=0)).inserted_primary_key[0]
+                conversation = _one_conversation(connection, old, now)
                 keys = {"ack:1": "ack", "reply:1:0": "answer", "broadcast:1:7": "broadcast"}
                 for key, purpose in keys.items():
                     message_id = None
@@ -195,8 +198,4 @@ def test_0010_gives_outbox_items_their_purpose_and_conversations_private(backend
         finally:
             engine.dispose()
 
-    if backend == "sqlite":
-        run(f"sqlite:///{tmp_path}/old.db")
-    else:
-        with fresh_postgres_database("webcare_migration_0010") as url:
-            run(url)
+    _on(backend, tmp_path, "webcare_migration_0010", run)
