@@ -147,6 +147,14 @@ class Service:
                 cwd=str(PROJECT), env=env, stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
+        try:
+            await self._wait_until_up(timeout)
+        except BaseException:  # a failed start, a cancel or a SIGTERM: the process goes too
+            self.stop()
+            raise
+
+    async def _wait_until_up(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while time.monotonic() < deadline:

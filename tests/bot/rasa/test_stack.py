@@ -196,9 +196,10 @@ def test_sigterm_to_a_benchmark_stops_its_rasa_and_action_servers(tmp_path: Path
         _, err = bench.communicate(timeout=120)
 
         assert still_running(list(children), 30) == [], {p: c for p, c in children.items() if alive(p)}
-        assert bench.returncode == 128 + signal.SIGTERM
+        assert bench.returncode == 128 + signal.SIGTERM, err[-3000:]
         assert "received SIGTERM; stopping the load benchmark's servers" in err
-        assert not config_dir.exists()  # its temporary folder was cleaned up too
+        assert "did not finish within" not in err, err[-3000:]  # the clean-up ended by itself
+        assert not config_dir.exists(), err[-3000:]  # its temporary folder was cleaned up too
     finally:
         if bench.poll() is None:
             bench.kill()
