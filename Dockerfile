@@ -15,7 +15,8 @@ COPY . .
 RUN pip install -c constraints.txt --no-deps -e . \
  && webcare train   # the model is part of the image: nothing is downloaded at run time
 
-RUN useradd --system --home /app webcare && mkdir -p var && chown -R webcare var
+# var: the service's files; models: promotions move candidates in (a volume shared with Rasa)
+RUN useradd --system --home /app webcare && mkdir -p var models && chown -R webcare var models
 USER webcare
 EXPOSE 8080 5005 5055
 CMD ["webcare", "--config", "deploy/webcare.scale.yml", "service"]

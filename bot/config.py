@@ -71,7 +71,13 @@ DEFAULTS: Dict[str, Any] = {
     # Per-intent auto-send thresholds suggested from agents' verdicts (bot/learning/thresholds.py):
     # the precision auto-sent replies must keep (95 % Wilson lower bound), and the verdicts an
     # intent needs before anything but its current threshold is suggested for it.
-    "learning": {"target_precision": 0.98, "min_verdicts": 30},
+    # Retraining (bot/learning/retraining.py): the share of reviewed examples held out of training
+    # to compare a candidate model with the one in use; the fewest held-out messages the gate
+    # compares on; how much lower (held-out accuracy, auto-send coverage) a candidate may score
+    # and still pass the gate; "manual" (a person promotes a candidate that passed) or "auto"
+    # (the job promotes it); how long swapping one Rasa replica's model may take.
+    "learning": {"target_precision": 0.98, "min_verdicts": 30, "holdout_share": 0.2, "min_holdout": 20,
+                 "max_drop": 0.0, "promotion": "manual", "swap_timeout_seconds": 120},
     "crm": {
         "adapter": "sql",
         "timeout_seconds": 2.0,
@@ -209,6 +215,11 @@ class LearningConfig:
 
     target_precision: float  # auto-sent replies' precision to keep: 95 % Wilson lower bound ≥ this
     min_verdicts: int  # an intent with fewer verdicts keeps its current (configured or global) threshold
+    holdout_share: float  # of the reviewed examples: never trained on, the candidates' test
+    min_holdout: int  # fewer held-out messages: the gate compares on the test stories alone
+    max_drop: float  # a candidate may score this much lower than the model in use and pass
+    promotion: str  # "manual" or "auto" (the job promotes a candidate that passed)
+    swap_timeout_seconds: float  # one Rasa replica's PUT /model
 
     @classmethod
     def parse(cls, section: Mapping[str, Any]) -> "LearningConfig":
@@ -221,10 +232,24 @@ class LearningConfig:
         if not 0.5 <= target < 1.0:
             raise SettingError(f"learning.target_precision must be at least 0.5 and below 1 "
                                f"(no number of verdicts proves 100 %), not {target}")
+        defaults = DEFAULTS["learning"]
+        holdout = _probability("learning.holdout_share", section.get("holdout_share", defaults["holdout_share"]))
+        if holdout >= 0.9:
+            raise SettingError(f"learning.holdout_share must be below 0.9 (most examples are for training), "
+                               f"not {holdout}")
+        promotion = section.get("promotion", defaults["promotion"])
+        if promotion not in ("manual", "auto"):
+            raise SettingError(f"learning.promotion must be 'manual' or 'auto', not {promotion!r}")
         return cls(
             target_precision=target,
-            min_verdicts=_integer("learning.min_verdicts",
-                                  section.get("min_verdicts", DEFAULTS["learning"]["min_verdicts"]), 1),
+            min_verdicts=_integer("learning.min_verdicts", section.get("min_verdicts", defaults["min_verdicts"]), 1),
+            holdout_share=holdout,
+            min_holdout=_integer("learning.min_holdout", section.get("min_holdout", defaults["min_holdout"]), 1),
+            max_drop=_probability("learning.max_drop", section.get("max_drop", defaults["max_drop"])),
+            promotion=promotion,
+            swap_timeout_seconds=_number("learning.swap_timeout_seconds",
+                                         section.get("swap_timeout_seconds", defaults["swap_timeout_seconds"]),
+                                         positive=True),
         )
 
 

@@ -11,12 +11,12 @@ import sys
 from typing import List, Optional
 
 from bot import __version__
-from bot.cli import bench, crm, gdpr, nlu, reports, review, serve, telegram, users
+from bot.cli import bench, crm, gdpr, learn, nlu, reports, review, serve, telegram, users
 from bot.config import ConfigError, load_config
 
 logger = logging.getLogger(__name__)
 
-GROUPS = (serve, nlu, bench, reports, users, review, crm, gdpr, telegram)
+GROUPS = (serve, nlu, bench, reports, users, review, learn, crm, gdpr, telegram)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import Any
 from bot import __version__
 from bot.cli.project import PROJECT
 from bot.config import Config
+from bot.rasa import training  # light: no Rasa import
 
 # Imports inside the handlers are lazy on purpose: `webcare --help` and each command load only
 # what they use (Rasa and TensorFlow take seconds to import).
@@ -29,18 +30,18 @@ def add_commands(sub: Any) -> None:
     train.set_defaults(handler=train_command)
 
 
-LEARNED_DATA = PROJECT / "var" / "training" / "learned_nlu.yml"  # the reviewed corrections (bot/learning)
+LEARNED_DATA = PROJECT / training.LEARNED_DATA  # the reviewed corrections (bot/learning)
 
 
 def learned_data(config: Config) -> Path:
     """Write the reviewed corrections from the store to :data:`LEARNED_DATA` (every replica
-    writes the same file from the same store); the path to train on."""
+    writes the same file from the same store; the held-out share stays out); the path to train on."""
     from bot.learning.corrections import write_training_data
     from bot.store.database import Store
 
     store = Store.from_url(config.database_url)
     try:
-        count = store.transaction(write_training_data, LEARNED_DATA)
+        count = store.transaction(write_training_data, LEARNED_DATA, config.learning.holdout_share)
     finally:
         store.close()
     print(f"model: {count} reviewed correction(s) from the store in {LEARNED_DATA.relative_to(PROJECT)}")
@@ -71,8 +72,8 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser, confi
         return 1
     (PROJECT / "var").mkdir(exist_ok=True)
     if not args.no_train:
-        try:
-            train(PROJECT, PROJECT / config.rasa.model_dir, extra_data=[learned_data(config)])
+        try:  # corrections reach a running assistant through the learning loop's gate, not a restart
+            train(PROJECT, PROJECT / config.rasa.model_dir, extra_data=[learned_data(config)], watch_extra=False)
         except RuntimeError as exc:
             print(f"webcare: {exc}", file=sys.stderr)
             return 1

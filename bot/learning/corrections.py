@@ -19,6 +19,7 @@ the store alone, so every replica writes the same file.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import tempfile
@@ -318,14 +319,18 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def training_examples(session: Session) -> Dict[Tuple[str, Optional[str]], List[str]]:
-    """The accepted and relabelled examples as ``{(intent, language): [text, ...]}``.
+def held_out(language: Optional[str], text: str, share: float) -> bool:
+    """Whether a reviewed text belongs to the held-out share (never trained on; the test a
+    candidate model and the model in use are compared on). Decided by the text itself (a hash),
+    so the same text is always on the same side and every replica splits alike."""
+    if share <= 0:
+        return False
+    digest = hashlib.sha256(f"{language or ''}\x00{_key(text)}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2 ** 32 < share
 
-    Texts are cleaned as in :func:`bot.review.feedback_export.example_text` (one line, no accidental
-    entity annotation) and de-duplicated case- and whitespace-insensitively. When the same text
-    (in the same language) was reviewed with different intents, the latest review wins: one text
-    trained on two intents only confuses the model. Keys sorted, texts oldest first.
-    """
+
+def _reviewed(session: Session) -> List[Tuple[Optional[str], str, str]]:
+    """``(language, text, intent)`` per distinct reviewed text, oldest first (see :func:`training_examples`)."""
     rows = session.execute(
         select(TrainingExample.id, TrainingExample.text, TrainingExample.intent, TrainingExample.language)
         .where(TrainingExample.status.in_(TRAINED), TrainingExample.intent.isnot(None))
@@ -343,28 +348,47 @@ def training_examples(session: Session) -> Dict[Tuple[str, Optional[str]], List[
         if previous is None or previous[1] != intent:  # rows come in review order: the last label wins
             latest[key] = (example_id, intent, clean)  # (the first text of a label is kept as written)
     ordered = sorted(latest.items(), key=lambda item: first_seen[item[0]])
+    return [(language, clean, intent) for (language, _), (_, intent, clean) in ordered]
+
+
+def training_examples(session: Session, holdout_share: float = 0.0) -> Dict[Tuple[str, Optional[str]], List[str]]:
+    """The accepted and relabelled examples as ``{(intent, language): [text, ...]}``, without
+    the held-out share (:func:`held_out`).
+
+    Texts are cleaned as in :func:`bot.review.feedback_export.example_text` (one line, no accidental
+    entity annotation) and de-duplicated case- and whitespace-insensitively. When the same text
+    (in the same language) was reviewed with different intents, the latest review wins: one text
+    trained on two intents only confuses the model. Keys sorted, texts oldest first.
+    """
     blocks: Dict[Tuple[str, Optional[str]], List[str]] = {}
-    for (language, _), (_, intent, clean) in ordered:
-        blocks.setdefault((intent, language), []).append(clean)
+    for language, clean, intent in _reviewed(session):
+        if not held_out(language, clean, holdout_share):
+            blocks.setdefault((intent, language), []).append(clean)
     return {key: blocks[key] for key in sorted(blocks, key=lambda k: (k[0], k[1] or ""))}
 
 
-def training_yaml(session: Session) -> Tuple[str, int]:
-    """The reviewed examples as Rasa NLU YAML (version "3.1") and their number."""
-    blocks = training_examples(session)
+def held_out_examples(session: Session, holdout_share: float) -> List[Tuple[str, str, Optional[str]]]:
+    """The held-out share of the reviewed examples: ``(text, intent, language)``, oldest first."""
+    return [(clean, intent, language) for language, clean, intent in _reviewed(session)
+            if held_out(language, clean, holdout_share)]
+
+
+def training_yaml(session: Session, holdout_share: float = 0.0) -> Tuple[str, int]:
+    """The reviewed examples (less the held-out share) as Rasa NLU YAML (version "3.1") and their number."""
+    blocks = training_examples(session, holdout_share)
     flat = [FeedbackExample(text, intent, language, 0)
             for (intent, language), texts in blocks.items() for text in texts]
     return to_nlu_yaml(flat, header=HEADER), len(flat)
 
 
-def write_training_data(session: Session, path: Path) -> int:
+def write_training_data(session: Session, path: Path, holdout_share: float = 0.0) -> int:
     """Write the reviewed examples to ``path`` (a generated file outside ``data/`` in git, e.g.
     ``var/training/learned_nlu.yml``; the caller picks it); returns the number of examples.
 
     Atomic (a temporary file renamed over it), and untouched when the content is the same, so
     its modification time says when the training data last changed.
     """
-    text, count = training_yaml(session)
+    text, count = training_yaml(session, holdout_share)
     path = Path(path)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return count

@@ -11,6 +11,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 logger = logging.getLogger(__name__)
 
 TRAINING_INPUTS = ("config.yml", "domain.yml", "data")
+# The reviewed corrections written from the store (bot/learning/corrections.py), below the project.
+LEARNED_DATA = Path("var") / "training" / "learned_nlu.yml"
 KEEP_MODELS = 3
 
 
@@ -55,12 +57,16 @@ def staleness(project: Path, model_dir: Path, extra_data: Sequence[Path] = ()) -
     return False, f"{model.name} is up to date"
 
 
-def train(project: Path, model_dir: Path, force: bool = False, extra_data: Sequence[Path] = ()) -> Optional[Path]:
+def train(project: Path, model_dir: Path, force: bool = False, extra_data: Sequence[Path] = (),
+          watch_extra: bool = True, name: Optional[str] = None) -> Optional[Path]:
     """Train if stale (or ``force``); returns the model path. Raises on a failed training.
 
     ``extra_data``: more NLU files to train on (the reviewed corrections the learning loop
-    writes from the store: the same file on every replica)."""
-    needed, why = staleness(project, model_dir, extra_data)
+    writes from the store: the same file on every replica); with ``watch_extra`` false, a newer
+    one alone does not make the model stale (``webcare run``: corrections reach the replicas
+    as a candidate that passed its gate, never by a restart). ``name``: the model file's name
+    (without ``.tar.gz``; default Rasa's timestamped one)."""
+    needed, why = staleness(project, model_dir, extra_data if watch_extra else ())
     if not needed and not force:
         print(f"model: {why}; skipping training")
         return latest_model(model_dir)
@@ -75,10 +81,14 @@ def train(project: Path, model_dir: Path, force: bool = False, extra_data: Seque
     ]
     if force:
         command.append("--force")
+    if name:
+        command += ["--fixed-model-name", name]
     result = subprocess.run(command, cwd=project)
     if result.returncode != 0:
         raise RuntimeError(f"rasa train failed with exit code {result.returncode}")
-    model = latest_model(model_dir)
+    model = model_dir / f"{name}.tar.gz" if name else latest_model(model_dir)
+    if model is not None and not model.exists():
+        model = None
     if model is None:
         raise RuntimeError("rasa train finished without writing a model")
     model.touch()  # Rasa may reuse an old fingerprinted model: mark it as current

@@ -646,3 +646,62 @@ class IntentThreshold(Base):
     evidence: Mapped[Dict[str, Any]] = Column(JSON, nullable=False, default=dict)  # n, precision, interval, target
     approved_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
     approved_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+
+
+class JobStatus(str, enum.Enum):
+    """A background retraining job (``bot/learning/retraining.py``)."""
+
+    running = "running"
+    succeeded = "succeeded"  # a candidate was trained and evaluated (promoted or not)
+    failed = "failed"  # training or evaluation failed, or the job stopped answering
+
+
+class LearningJob(Base):
+    """One retraining: the reviewed corrections → a candidate model, evaluated against the one
+    in use. Its row is the progress bar every service replica shows (``heartbeat_at`` says it
+    is alive; a job whose heartbeat stopped is failed by the next one to look)."""
+
+    __tablename__ = "learning_jobs"
+    __table_args__ = (Index("ix_learning_jobs_status", "status"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    status: Mapped[JobStatus] = Column(_enum(JobStatus), nullable=False, default=JobStatus.running)
+    phase: Mapped[str] = Column(String(40), nullable=False, default="queued")
+    progress: Mapped[float] = Column(Float, nullable=False, default=0.0)
+    estimate_seconds: Mapped[Optional[float]] = Column(Float)  # of the whole job, from earlier ones
+    started_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    started_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)
+    training_seconds: Mapped[Optional[float]] = Column(Float)
+    candidate_id: Mapped[Optional[int]] = Column(ForeignKey("trained_models.id"))
+    auto_promote: Mapped[bool] = Column(Boolean, nullable=False, default=False)
+    error: Mapped[Optional[str]] = Column(Text)
+
+
+class ModelStatus(str, enum.Enum):
+    """Where a trained model stands (``bot/learning/registry.py``)."""
+
+    candidate = "candidate"  # evaluated; its gate passed; waiting to be promoted
+    rejected = "rejected"  # evaluated worse than the model in use: never served
+    in_use = "in_use"  # loaded by every Rasa replica
+    retired = "retired"  # served before (the latest retired one is the rollback target)
+
+
+class TrainedModel(Base):
+    """A Rasa model file in ``rasa.model_dir`` (shared by the service and every Rasa replica),
+    its evaluation against the model in use when it was trained, and when it served."""
+
+    __tablename__ = "trained_models"
+    __table_args__ = (Index("ix_trained_models_status", "status"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True)
+    file_name: Mapped[str] = Column(String(255), nullable=False, unique=True)
+    status: Mapped[ModelStatus] = Column(_enum(ModelStatus), nullable=False)
+    examples: Mapped[int] = Column(Integer, nullable=False, default=0)  # reviewed corrections trained on
+    training_seconds: Mapped[Optional[float]] = Column(Float)
+    evaluation: Mapped[Optional[Dict[str, Any]]] = Column(JSON)  # candidate vs in use, the gate's verdict
+    gate_passed: Mapped[Optional[bool]] = Column(Boolean)
+    created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
+    served_from: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)  # the latest promotion
+    promoted_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))

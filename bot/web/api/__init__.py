@@ -13,6 +13,7 @@ from bot.web.api.drafts import setup_draft_api
 from bot.web.api.known_issues import setup_known_issue_api
 from bot.web.api.thresholds import setup_threshold_api
 from bot.web.api.learning import setup_learning_api
+from bot.web.api.models import setup_model_api
 from bot.web.auth import setup_auth
 
 
@@ -25,3 +26,4 @@ def setup_api(app: web.Application) -> None:
     setup_known_issue_api(app)
     setup_threshold_api(app)
     setup_learning_api(app)
+    setup_model_api(app)

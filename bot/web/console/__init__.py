@@ -11,6 +11,7 @@ from bot.web.console.case_views import setup_case_pages
 from bot.web.console.conversation_views import setup_conversation_pages
 from bot.web.console.known_issue_views import setup_known_issue_pages
 from bot.web.console.learning_views import setup_learning_console
+from bot.web.console.model_views import setup_model_pages
 from bot.web.console.report_views import setup_report_pages
 from bot.web.console.threshold_views import setup_threshold_pages
 from bot.web.console.views import setup_draft_pages
@@ -26,3 +27,4 @@ def setup_console(app: web.Application) -> None:
     setup_known_issue_pages(app)
     setup_threshold_pages(app)
     setup_learning_console(app)
+    setup_model_pages(app)

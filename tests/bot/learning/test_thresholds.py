@@ -375,13 +375,16 @@ def test_a_refresh_does_not_undo_a_newer_local_change(store, users) -> None:
 
 def test_learning_config_defaults_and_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert load_config(environ={}).learning == LearningConfig(target_precision=0.98, min_verdicts=30)
-    (tmp_path / "webcare.yml").write_text("learning:\n  target_precision: 0.95\n  min_verdicts: 50\n")
+    assert load_config(environ={}).learning == LearningConfig(
+        target_precision=0.98, min_verdicts=30, holdout_share=0.2, min_holdout=20, max_drop=0.0,
+        promotion="manual", swap_timeout_seconds=120.0)
+    (tmp_path / "webcare.yml").write_text("learning:\n  target_precision: 0.95\n  min_verdicts: 50\n"
+                                          "  promotion: auto\n  holdout_share: 0.3\n")
     config = load_config(environ={})
-    assert config.learning == LearningConfig(0.95, 50)
+    assert (config.learning.target_precision, config.learning.min_verdicts) == (0.95, 50)
+    assert (config.learning.promotion, config.learning.holdout_share) == ("auto", 0.3)
     settings = th.ThresholdSettings.from_config(config)
     assert (settings.target, settings.min_verdicts, settings.global_threshold) == (0.95, 50, 0.8)
-    assert LearningConfig.parse({}) == LearningConfig(0.98, 30)
     assert LearningConfig.parse({"target_precision": "0.9"}).target_precision == 0.9
 
 
@@ -396,6 +399,12 @@ def test_learning_config_defaults_and_values(tmp_path: Path, monkeypatch: pytest
     ({"min_verdicts": "many"}, "min_verdicts"),
     ({"min_verdicts": True}, "min_verdicts"),
     ({"target": 0.9}, "unknown"),
+    ({"holdout_share": 0.95}, "holdout_share"),
+    ({"holdout_share": -0.1}, "holdout_share"),
+    ({"promotion": "sometimes"}, "promotion"),
+    ({"min_holdout": 0}, "min_holdout"),
+    ({"max_drop": 2}, "max_drop"),
+    ({"swap_timeout_seconds": 0}, "swap_timeout_seconds"),
 ])
 def test_bad_learning_settings(section: dict, match: str) -> None:
     with pytest.raises(SettingError, match=match):

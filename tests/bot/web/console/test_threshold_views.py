@@ -34,7 +34,7 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 async def client(tmp_path: Path):  # type: ignore[no-untyped-def]
     """The real app with a lenient target (90 %, 10 verdicts) so a few dozen verdicts suffice."""
     config = make_config(tmp_path)
-    config = dataclasses.replace(config, learning=LearningConfig(target_precision=0.9, min_verdicts=10))
+    config = dataclasses.replace(config, learning=LearningConfig.parse({"target_precision": 0.9, "min_verdicts": 10}))
     app = create_app(config)
     app[STORE_KEY].transaction(seed_users)
     async with TestClient(TestServer(app)) as test_client:
