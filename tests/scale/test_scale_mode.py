@@ -321,6 +321,57 @@ def failed_attempts(topology: ScaleTopology, senders: Sequence[str]) -> int:
     return rows[0][0]
 
 
+async def test_a_model_swapped_into_both_rasa_replicas_under_load_loses_and_repeats_nothing(
+        topology, platform, http, tmp_path) -> None:
+    """The learning loop's promotion (bot/retraining/promotion.py, the console's button) while
+    customers write: both replicas load the new model one after the other; every message is
+    answered once and in order, and both replicas serve the new file afterwards."""
+    import shutil
+
+    from bot.config import load_config
+    from bot.learning import registry
+    from bot.rasa.stack import latest_model
+    from bot.retraining import promotion
+    from bot.retraining.replicas import serving
+    from bot.store.database import Store
+
+    models = tmp_path / "models"
+    (models / "candidates").mkdir(parents=True)
+    serving_now = latest_model()
+    shutil.copy2(serving_now, models / serving_now.name)
+    candidate = models / "candidates" / "candidate-swap-under-load.tar.gz"
+    shutil.copy2(serving_now, candidate)  # the same weights under a new name: the swap itself is tested
+    config_file = tmp_path / "webcare.yml"
+    config_file.write_text(yaml.safe_dump({"database": {"url": topology.database_url},
+                                           "rasa": {"url": topology.rasa.urls, "model_dir": str(models)}}))
+    config = load_config(str(config_file), environ={})
+    store = Store.from_url(topology.database_url)
+    try:
+        def register(session):
+            registry.adopt(session, serving_now.name)
+            job = registry.start_job(session, None, auto_promote=False)
+            passed = {"gate": {"passed": True, "reasons": ["as good as the model in use"]}}
+            model_id = registry.add_candidate(session, job.id, candidate.name, 0, 1.0, passed, True)
+            registry.finish_job(session, job.id)
+            return model_id
+        model_id = store.transaction(register)
+        senders = [f"swap-{n}" for n in range(16)]
+        load = asyncio.gather(*(converse(http, [topology.services[n % 2].url, topology.services[(n + 1) % 2].url],
+                                         sender, 4, pause=1.0) for n, sender in enumerate(senders)))
+        await asyncio.sleep(1.0)
+        result = await promotion.promote(store, config, model_id, None)  # while the customers write
+        await load
+        assert [r["ok"] for r in result["swap"]["replicas"]] == [True, True], result
+        await wait_answered(platform, senders, 4, timeout=180)
+        await asyncio.sleep(3)  # a late second answer would show up here
+        assert_once_and_in_order(topology, platform, senders, 4)
+        for url in topology.rasa.urls:
+            assert await serving(http, url) == candidate.name
+        assert store.transaction(registry.in_use_file) == (model_id, candidate.name)
+    finally:
+        store.close()
+
+
 async def test_postgresql_restarted_the_service_recovers_by_itself(topology, platform, http) -> None:
     loop = asyncio.get_running_loop()
     replica = topology.services[0].url
