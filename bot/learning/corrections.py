@@ -242,6 +242,13 @@ def counts(session: Session) -> Dict[str, int]:
     return {s.value: int(found.get(s, 0)) for s in ExampleStatus}
 
 
+def reviewed_since(session: Session, since: dt.datetime) -> int:
+    """Accepted and relabelled examples reviewed after ``since`` (the model in use was trained
+    before them: the next retraining is the first to learn from them)."""
+    return int(session.execute(select(func.count()).select_from(TrainingExample).where(
+        TrainingExample.status.in_(TRAINED), TrainingExample.reviewed_at > since)).scalar_one())
+
+
 # --------------------------------------------------------------------------- reviewing
 
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from aiohttp import web
 
 from bot.errors import InvalidInput
-from bot.learning import corrections
+from bot.learning import corrections, registry
 from bot.store.models import Role
 from bot.web.api.drafts import _config, _store, read_json
 from bot.web.auth import USER_KEY, require_role
@@ -26,9 +26,15 @@ def known_intents(request: web.Request) -> Tuple[str, ...]:
 
 
 def listing(session: Any, status: Optional[str], limit: int, offset: int) -> Dict[str, Any]:
-    """Collect the new corrections, then one page of examples with ``status`` and the counts."""
+    """Collect the new corrections, then one page of examples with ``status``, the counts, and
+    how many reviewed examples the model in use has not learnt yet."""
     collected = corrections.collect(session)
-    return {"collected": collected, "counts": corrections.counts(session),
+    current = registry.in_use(session)
+    model = None
+    if current is not None:
+        model = {"id": current.id, "file": current.file_name, "trained_at": current.created_at.isoformat(),
+                 "reviewed_since": corrections.reviewed_since(session, current.created_at)}
+    return {"collected": collected, "counts": corrections.counts(session), "model_in_use": model,
             "examples": corrections.examples(session, status, limit, offset)}
 
 

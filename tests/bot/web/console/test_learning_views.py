@@ -220,3 +220,20 @@ async def test_agents_are_refused_on_every_route_and_see_no_link(app_client):
     queue = await (await app_client.get("/console/queue")).text()
     assert "/console/learning" not in queue
     assert examples_by_text(app_client) == {}  # an agent's visit collected nothing either
+
+
+async def test_the_listing_counts_what_the_model_in_use_has_not_learnt_yet(app_client):
+    from bot.learning import registry
+
+    decide(app_client, ("een", "approve"), ("twee", "approve"))
+    csrf = await api_login(app_client, "piet")
+    data = await (await app_client.get("/api/learning/corrections")).json()
+    assert data["model_in_use"] is None  # nothing recorded: no claim about it
+    store_of(app_client).transaction(registry.adopt, "starter.tar.gz")
+    ids = [e["id"] for e in data["examples"]]
+    await app_client.post("/api/learning/corrections/review", headers={"X-CSRF-Token": csrf},
+                          json={"ids": ids[:1], "action": "accept"})
+    data = await (await app_client.get("/api/learning/corrections")).json()
+    assert (data["model_in_use"]["file"], data["model_in_use"]["reviewed_since"]) == ("starter.tar.gz", 1)
+    html = await (await app_client.get("/console/learning")).text()
+    assert "1 reviewed since the model in use was trained" in html
