@@ -71,7 +71,7 @@ DEFAULTS: Dict[str, Any] = {
     # Per-intent auto-send thresholds suggested from agents' verdicts (bot/learning/thresholds.py):
     # the precision auto-sent replies must keep (95 % Wilson lower bound), and the verdicts an
     # intent needs before anything but its current threshold is suggested for it.
-    # Retraining (bot/learning/retraining.py): the share of reviewed examples held out of training
+    # Retraining (bot/retraining/job.py): the share of reviewed examples held out of training
     # to compare a candidate model with the one in use; the fewest held-out messages the gate
     # compares on; how much lower (held-out accuracy, auto-send coverage) a candidate may score
     # and still pass the gate; "manual" (a person promotes a candidate that passed) or "auto"

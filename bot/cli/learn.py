@@ -56,6 +56,7 @@ def _progress(store: Any, job_id: int, done: threading.Event) -> None:
 
 
 def _learn(args: argparse.Namespace, parser: argparse.ArgumentParser, config: Config) -> int:
+    from bot import processes
     from bot.errors import Conflict
     from bot.learning import registry
     from bot.retraining.job import run_job
@@ -74,7 +75,8 @@ def _learn(args: argparse.Namespace, parser: argparse.ArgumentParser, config: Co
         watcher = threading.Thread(target=_progress, args=(store, job_id, done), daemon=True)
         watcher.start()
         try:
-            job = run_job(config, job_id, store)
+            with processes.sigterm_exits("the retraining job"):  # SIGTERM: the job fails, and says so
+                job = run_job(config, job_id, store)
         finally:
             done.set()
         model: Optional[Dict[str, Any]] = None

@@ -326,13 +326,14 @@ def _key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def held_out(language: Optional[str], text: str, share: float) -> bool:
+def held_out(text: str, share: float) -> bool:
     """Whether a reviewed text belongs to the held-out share (never trained on; the test a
-    candidate model and the model in use are compared on). Decided by the text itself (a hash),
-    so the same text is always on the same side and every replica splits alike."""
+    candidate model and the model in use are compared on). Decided by the text itself (a hash,
+    case and spaces ignored, whatever its language: one model serves every language), so the
+    same text is always on the same side and every replica splits alike."""
     if share <= 0:
         return False
-    digest = hashlib.sha256(f"{language or ''}\x00{_key(text)}".encode("utf-8")).digest()
+    digest = hashlib.sha256(_key(text).encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big") / 2 ** 32 < share
 
 
@@ -369,7 +370,7 @@ def training_examples(session: Session, holdout_share: float = 0.0) -> Dict[Tupl
     """
     blocks: Dict[Tuple[str, Optional[str]], List[str]] = {}
     for language, clean, intent in _reviewed(session):
-        if not held_out(language, clean, holdout_share):
+        if not held_out(clean, holdout_share):
             blocks.setdefault((intent, language), []).append(clean)
     return {key: blocks[key] for key in sorted(blocks, key=lambda k: (k[0], k[1] or ""))}
 
@@ -377,7 +378,7 @@ def training_examples(session: Session, holdout_share: float = 0.0) -> Dict[Tupl
 def held_out_examples(session: Session, holdout_share: float) -> List[Tuple[str, str, Optional[str]]]:
     """The held-out share of the reviewed examples: ``(text, intent, language)``, oldest first."""
     return [(clean, intent, language) for language, clean, intent in _reviewed(session)
-            if held_out(language, clean, holdout_share)]
+            if held_out(clean, holdout_share)]
 
 
 def training_yaml(session: Session, holdout_share: float = 0.0) -> Tuple[str, int]:

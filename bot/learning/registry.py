@@ -18,13 +18,14 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.accounts import Actor
 from bot.errors import Conflict, NotFound
 from bot.store.audit import record
-from bot.store.models import JobStatus, LearningJob, ModelStatus, TrainedModel, User, utcnow
+from bot.store.models import JobStatus, LearningJob, ModelStatus, SwapClaim, TrainedModel, User, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def gate(candidate: Mapping[str, Any], in_use: Optional[Mapping[str, Any]],
     """``(passed, reasons)`` for a candidate's scores against the model in use's.
 
     Scores: ``stories`` / ``stories_failed`` (the test stories), ``n`` / ``accuracy`` /
-    ``coverage`` (the held-out verified messages). The candidate fails when it fails a test story
-    more than the model in use, or, with at least ``min_holdout`` held-out messages, scores more
+    ``coverage`` (the held-out verified messages). The candidate fails when it fails more test
+    stories than the model in use or one the model in use passes, or, with at least ``min_holdout`` held-out messages, scores more
     than ``max_drop`` lower on accuracy or on auto-send coverage at the target precision.
     Without a model in use to compare with, a candidate that passes every test story passes.
     """
@@ -63,12 +64,15 @@ def gate(candidate: Mapping[str, Any], in_use: Optional[Mapping[str, Any]],
     passed = True
     failed_now = int(candidate.get("stories_failed") or 0)
     failed_before = int((in_use or {}).get("stories_failed") or 0) if in_use else 0
+    newly_failed = sorted(set(candidate.get("failed_stories") or [])
+                          - set((in_use or {}).get("failed_stories") or []))
     if candidate.get("stories") is None:
         reasons.append("no test stories to run")
-    elif failed_now > failed_before:
+    elif failed_now > failed_before or newly_failed:
         passed = False
         reasons.append(f"fails {failed_now} test stor{'y' if failed_now == 1 else 'ies'} "
-                       f"(the model in use: {failed_before})")
+                       f"(the model in use: {failed_before})"
+                       + (f", newly: {', '.join(newly_failed[:5])}" if newly_failed else ""))
     else:
         reasons.append(f"test stories: {failed_now} failed (the model in use: {failed_before})")
     n = int(candidate.get("n") or 0)
@@ -109,6 +113,7 @@ def model_view(model: TrainedModel, names: Mapping[int, str]) -> Dict[str, Any]:
         "examples": model.examples, "gate_passed": model.gate_passed, "evaluation": model.evaluation,
         "served_from": _iso(model.served_from), "promoted_at": _iso(model.served_from),
         "promoted_by": names.get(model.promoted_by) if model.promoted_by else None,
+        "previous_id": model.previous_id, "rolled_back_at": _iso(model.rolled_back_at),
     }
 
 
@@ -176,11 +181,14 @@ def in_use(session: Session) -> Optional[TrainedModel]:
 
 
 def rollback_target(session: Session) -> Optional[TrainedModel]:
-    """The model that served before the one in use (the newest retired one)."""
-    return session.execute(
-        select(TrainedModel).where(TrainedModel.status == ModelStatus.retired)
-        .order_by(TrainedModel.served_from.desc(), TrainedModel.id.desc()).limit(1)
-    ).scalars().first()
+    """The model the one in use replaced (a rollback never returns to a model rolled back from)."""
+    current = in_use(session)
+    if current is None or current.previous_id is None:
+        return None
+    previous = session.get(TrainedModel, current.previous_id)
+    if previous is None or previous.rolled_back_at is not None:
+        return None
+    return previous
 
 
 def in_use_file(session: Session) -> Optional[Tuple[int, str]]:
@@ -198,12 +206,14 @@ def adopt(session: Session, file_name: str) -> Tuple[int, str]:
         return current.id, current.file_name
     if current is not None:
         current.status = ModelStatus.retired
+        session.flush()  # (one model in use: the unique index)
     found = session.execute(select(TrainedModel).where(TrainedModel.file_name == file_name)).scalars().first()
     if found is None:
         found = TrainedModel(file_name=file_name, status=ModelStatus.in_use, examples=0, served_from=utcnow())
         session.add(found)
     else:
         found.status, found.served_from = ModelStatus.in_use, utcnow()
+    found.previous_id = current.id if current is not None else found.previous_id
     session.flush()
     record(session, None, "model.adopt", "model", found.id,
            {"file": file_name, "store_said": current.file_name if current else None})
@@ -227,18 +237,44 @@ def add_candidate(session: Session, job_id: int, file_name: str, examples: int, 
     return candidate.id
 
 
-def promotable(session: Session, model_id: int) -> Tuple[TrainedModel, Optional[TrainedModel]]:
-    """``(model, the one in use now)`` for a promotion of ``model_id``; refuses what must not serve."""
+def promotable(session: Session, model_id: int,
+               expected_in_use: Optional[int] = None) -> Tuple[TrainedModel, Optional[TrainedModel]]:
+    """``(model, the one in use now)`` for a promotion of ``model_id``; refuses what must not serve:
+    a rejected model, the one in use, a candidate evaluated against another model than the one in
+    use now (its comparison is stale), or any promotion when the model in use is no longer
+    ``expected_in_use`` (someone else promoted or rolled back meanwhile)."""
     found = session.get(TrainedModel, model_id)
     if found is None:
         raise NotFound(f"no model {model_id}")
+    current = in_use(session)
+    _expect(current, expected_in_use)
     status = ModelStatus(found.status)
     if status == ModelStatus.in_use:
         raise Conflict(f"model {model_id} is already in use")
     if status == ModelStatus.rejected:
         raise Conflict(f"model {model_id} did not pass the gate ({'; '.join(_reasons(found))}); "
                        "it is never promoted")
-    return found, in_use(session)
+    compared_with = ((found.evaluation or {}).get("in_use") or {}).get("model_id")
+    if status == ModelStatus.candidate and current is not None and compared_with != current.id:
+        raise Conflict(f"model {model_id} was compared with another model than the one in use now "
+                       f"(model {current.id}); retrain to compare again")
+    return found, current
+
+
+def rollback_pair(session: Session, expected_in_use: Optional[int] = None) -> Tuple[TrainedModel, TrainedModel]:
+    """``(the rollback target, the model in use)``; 409 when there is nothing to roll back to."""
+    current = in_use(session)
+    _expect(current, expected_in_use)
+    target = rollback_target(session)
+    if current is None or target is None:
+        raise Conflict("there is no previous model to roll back to")
+    return target, current
+
+
+def _expect(current: Optional[TrainedModel], expected_in_use: Optional[int]) -> None:
+    if expected_in_use is not None and (current is None or current.id != expected_in_use):
+        raise Conflict(f"the model in use changed (now {current.id if current else 'none'}, "
+                       f"not {expected_in_use}): reload and decide again")
 
 
 def _reasons(found: TrainedModel) -> List[str]:
@@ -246,18 +282,26 @@ def _reasons(found: TrainedModel) -> List[str]:
 
 
 def mark_promoted(session: Session, actor: Optional[Actor], model_id: int, swap: Dict[str, Any],
-                  action: str = "model.promote") -> TrainedModel:
-    """Record that every replica now serves ``model_id`` (the one before is retired)."""
+                  rollback: bool = False) -> TrainedModel:
+    """Record that every replica now serves ``model_id``: the one before is retired (and, after a
+    rollback, never a rollback target again); a promoted model remembers what it replaced."""
     found = session.get(TrainedModel, model_id)
     if found is None:
         raise NotFound(f"no model {model_id}")
     previous = in_use(session)
-    session.execute(update(TrainedModel).where(TrainedModel.status == ModelStatus.in_use,
-                                               TrainedModel.id != model_id)
-                    .values(status=ModelStatus.retired))
+    now = utcnow()
+    if previous is not None and previous.id != model_id:
+        previous.status = ModelStatus.retired
+        if rollback:
+            previous.rolled_back_at = now
+        session.flush()  # (one model in use: the unique index)
+    if not rollback:
+        found.previous_id = previous.id if previous is not None and previous.id != model_id else found.previous_id
+        found.rolled_back_at = None
     found.status = ModelStatus.in_use
-    found.served_from = utcnow()
+    found.served_from = now
     found.promoted_by = actor.id if actor else None
+    action = "model.rollback" if rollback else "model.promote"
     record(session, actor.id if actor else None, action, "model", found.id,
            {"file": found.file_name, "previous": previous.file_name if previous else None, "swap": swap})
     logger.info("learning: %s model %s (%s)", action, found.id, found.file_name)
@@ -267,6 +311,27 @@ def mark_promoted(session: Session, actor: Optional[Actor], model_id: int, swap:
 def record_swap_failure(session: Session, actor: Optional[Actor], model_id: int, swap: Dict[str, Any]) -> None:
     """Audit a promotion that did not happen (the replicas were put back)."""
     record(session, actor.id if actor else None, "model.promote_failed", "model", model_id, {"swap": swap})
+
+
+SWAP_CLAIM_ID = 1
+
+
+def claim_swap(session: Session, holder: str, seconds: float) -> None:
+    """Claim the one swap slot for ``seconds`` (409 while another promotion or rollback holds it)."""
+    now = utcnow()
+    claimed = session.execute(
+        update(SwapClaim).where(SwapClaim.id == SWAP_CLAIM_ID,
+                                or_(SwapClaim.until.is_(None), SwapClaim.until < now))
+        .values(holder=holder, until=now + dt.timedelta(seconds=seconds))).rowcount
+    if claimed != 1:
+        raise Conflict("another promotion or rollback is loading a model into the Rasa replicas; "
+                       "try again when it is done")
+
+
+def release_swap(session: Session, holder: str) -> None:
+    """Give the swap slot back (only its holder can)."""
+    session.execute(update(SwapClaim).where(SwapClaim.id == SWAP_CLAIM_ID, SwapClaim.holder == holder)
+                    .values(holder=None, until=None))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -284,58 +349,74 @@ def estimate(session: Session) -> float:
 
 
 def fail_stale(session: Session, now: Optional[dt.datetime] = None) -> int:
-    """Fail running jobs whose process stopped beating (killed, or its replica died)."""
+    """Fail running jobs whose process stopped beating (killed, or its replica died); each once,
+    even when two replicas look at the same moment."""
     now = now or utcnow()
-    stale = session.execute(select(LearningJob).where(
-        LearningJob.status == JobStatus.running, LearningJob.heartbeat_at < now - STALE_AFTER)).scalars().all()
-    for found in stale:
-        found.status, found.finished_at = JobStatus.failed, now
-        found.error = f"the job stopped answering during {found.phase} (its process ended)"
-        record(session, None, "learning_job.stale", "learning_job", found.id, {"phase": found.phase})
-    return len(stale)
+    cutoff = now - STALE_AFTER
+    stale = session.execute(select(LearningJob.id, LearningJob.phase).where(
+        LearningJob.status == JobStatus.running, LearningJob.heartbeat_at < cutoff)).all()
+    failed = 0
+    for job_id, phase in stale:
+        changed = session.execute(update(LearningJob).where(
+            LearningJob.id == job_id, LearningJob.status == JobStatus.running, LearningJob.heartbeat_at < cutoff)
+            .values(status=JobStatus.failed, finished_at=now,
+                    error=f"the job stopped answering during {phase} (its process ended)")).rowcount
+        if changed == 1:
+            failed += 1
+            record(session, None, "learning_job.stale", "learning_job", job_id, {"phase": phase})
+    return failed
 
 
 def start_job(session: Session, actor: Optional[Actor], auto_promote: bool) -> LearningJob:
-    """A new running job (409 while another one runs: one retraining at a time)."""
+    """A new running job (409 while another one runs: one retraining at a time, which a unique
+    index holds across replicas)."""
     fail_stale(session)
-    running = session.execute(select(LearningJob.id).where(LearningJob.status == JobStatus.running)
-                              .with_for_update()).scalars().first()
+    running = session.execute(select(LearningJob.id).where(LearningJob.status == JobStatus.running)).scalars().first()
     if running is not None:
         raise Conflict(f"retraining job {running} is still running")
     found = LearningJob(status=JobStatus.running, phase="queued", progress=0.0, estimate_seconds=estimate(session),
                         started_by=actor.id if actor else None, auto_promote=auto_promote)
     session.add(found)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("another retraining job started at the same moment") from None
     record(session, actor.id if actor else None, "learning_job.start", "learning_job", found.id,
            {"auto_promote": auto_promote})
     return found
 
 
-def job_settings(session: Session, job_id: int) -> Tuple[float, bool]:
-    """``(estimate_seconds, auto_promote)`` of a job."""
+def job_settings(session: Session, job_id: int) -> Tuple[float, bool, Optional[User]]:
+    """``(estimate_seconds, auto_promote, who started it)`` of a job."""
     found = session.get(LearningJob, job_id)
     if found is None:
         raise NotFound(f"no retraining job {job_id}")
-    return found.estimate_seconds or DEFAULT_ESTIMATE_SECONDS, found.auto_promote
+    starter = session.get(User, found.started_by) if found.started_by else None
+    return found.estimate_seconds or DEFAULT_ESTIMATE_SECONDS, found.auto_promote, starter
 
 
-def beat(session: Session, job_id: int, phase: str, progress: float, **fields: Any) -> None:
-    """The job is alive: its phase and progress (0..1), and any of its other fields."""
+def beat(session: Session, job_id: int, phase: str, progress: float, **fields: Any) -> bool:
+    """The job is alive: its phase and progress (0..1), and any of its other fields. False when
+    the job no longer runs (failed as stale meanwhile): its process must stop."""
     values = {"phase": phase, "progress": max(0.0, min(1.0, progress)), "heartbeat_at": utcnow(), **fields}
-    session.execute(update(LearningJob).where(LearningJob.id == job_id, LearningJob.status == JobStatus.running)
-                    .values(**values))
+    return session.execute(update(LearningJob).where(LearningJob.id == job_id,
+                                                     LearningJob.status == JobStatus.running)
+                           .values(**values)).rowcount == 1
 
 
-def finish_job(session: Session, job_id: int, error: Optional[str] = None) -> None:
-    """The job ended: succeeded, or failed with ``error``."""
-    found = session.get(LearningJob, job_id)
-    if found is None:
-        return
-    found.status = JobStatus.failed if error else JobStatus.succeeded
-    found.finished_at = utcnow()
-    found.heartbeat_at = found.finished_at
-    found.error = error
+def finish_job(session: Session, job_id: int, error: Optional[str] = None) -> bool:
+    """The running job ended: succeeded, or failed with ``error``. False when it had already
+    ended (a job failed as stale stays failed)."""
+    now = utcnow()
+    values: Dict[str, Any] = {"status": JobStatus.failed if error else JobStatus.succeeded,
+                              "finished_at": now, "heartbeat_at": now, "error": error}
     if not error:
-        found.phase, found.progress = "done", 1.0
-    record(session, None, "learning_job.failed" if error else "learning_job.done", "learning_job", job_id,
-           {"error": error} if error else {"candidate": found.candidate_id})
+        values.update(phase="done", progress=1.0)
+    ended = session.execute(update(LearningJob).where(LearningJob.id == job_id,
+                                                      LearningJob.status == JobStatus.running)
+                            .values(**values)).rowcount == 1
+    if ended:
+        candidate = session.execute(select(LearningJob.candidate_id).where(LearningJob.id == job_id)).scalar()
+        record(session, None, "learning_job.failed" if error else "learning_job.done", "learning_job", job_id,
+               {"error": error} if error else {"candidate": candidate})
+    return ended

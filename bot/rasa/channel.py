@@ -92,7 +92,10 @@ class WebcareInput(InputChannel):
             # Parse once here, hand the result to Rasa, and return it to the service.
             parse = await agent.processor.parse_message(user_message)
             user_message.parse_data = parse
-            await on_new_message(user_message)
+            # The agent captured above handles it too (what Rasa's on_new_message does with the
+            # app's agent of the moment): a model swapped in meanwhile (PUT /model) never gets
+            # a message half-parsed by the model before it.
+            await agent.handle_message(user_message)
             alternatives = await self._alternatives(agent, body["sender"], parse, metadata)
             return response.json(
                 {

@@ -92,7 +92,8 @@ def train(project: Path, model_dir: Path, force: bool = False, extra_data: Seque
     if model is None:
         raise RuntimeError("rasa train finished without writing a model")
     model.touch()  # Rasa may reuse an old fingerprinted model: mark it as current
-    for old in sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)[:-KEEP_MODELS]:
-        old.unlink()
+    if name is None:  # a named model (a candidate of the learning loop) is the registry's to delete
+        for old in sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)[:-KEEP_MODELS]:
+            old.unlink()
     print(f"model: trained {model.name} in {time.monotonic() - started:.1f} s", flush=True)
     return model

@@ -35,6 +35,7 @@ from bot import processes
 from bot.config import Config
 from bot.learning import corrections, registry
 from bot.retraining import promotion
+from bot.retraining.promotion import CANDIDATES, model_path
 from bot.retraining.replicas import serving
 from bot.rasa.stack import PROJECT
 from bot.rasa import training
@@ -45,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 LEARNED_DATA = PROJECT / training.LEARNED_DATA  # also what `webcare train` trains on
 TEST_STORIES = PROJECT / "tests" / "test_stories.yml"
-CANDIDATES = "candidates"  # below rasa.model_dir: never picked by `rasa run --model {model_dir}`
 CHANGED_SHOWN = 50  # messages whose intent changed, listed in the evaluation
+MAX_FAILED_NAMES = 200  # failed test stories named in the evaluation (the gate compares the names)
 # Where each phase starts on the progress bar (training takes most of the time).
 PHASES = {"collecting": 0.0, "training": 0.05, "evaluating": 0.6, "swapping": 0.95}
 FALLBACK = "nlu_fallback"
@@ -167,18 +168,10 @@ async def _stories(agent: Any, stories: Optional[Path]) -> Dict[str, Any]:
     evaluated, _, _ = await _collect_story_predictions(trackers, agent, use_e2e=True)
     targets, predicted = evaluated.evaluation_store.serialise()
     right = sum(1 for t, p in zip(targets, predicted) if t == p)
-    failed = sorted({tracker.sender_id for tracker in evaluated.failed_stories})
-    return {"stories": len(trackers), "stories_failed": len(failed), "failed_stories": failed[:20],
+    failed = sorted({tracker.sender_id for tracker in evaluated.failed_stories})  # the stories' names
+    return {"stories": len(trackers), "stories_failed": len(evaluated.failed_stories),
+            "failed_stories": failed[:MAX_FAILED_NAMES],
             "turn_accuracy": round(right / len(targets), 4) if targets else None}
-
-
-def model_path(config: Config, file_name: str) -> Path:
-    """Where a registered model's file is: ``rasa.model_dir``, or its ``candidates/`` folder."""
-    model_dir = PROJECT / config.rasa.model_dir
-    for folder in (model_dir, model_dir / CANDIDATES):
-        if (folder / file_name).is_file():
-            return folder / file_name
-    return model_dir / file_name
 
 
 async def served_model(config: Config) -> Optional[str]:
@@ -210,6 +203,10 @@ def current_model(store: Store, config: Config) -> Optional[Tuple[int, str]]:
 # --------------------------------------------------------------------------- the job
 
 
+class JobEnded(RuntimeError):
+    """The job's row no longer says it runs: its process stops without touching anything."""
+
+
 class Heartbeat:
     """Moves the job's progress bar while a phase runs (a thread: training blocks)."""
 
@@ -217,6 +214,7 @@ class Heartbeat:
         self.store, self.job_id, self.estimate = store, job_id, max(1.0, estimate)
         self.started = time.monotonic()
         self.phase = "collecting"
+        self.ended = False  # set when a beat finds the job no longer running
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"learning-job-{job_id}", daemon=True)
 
@@ -238,31 +236,37 @@ class Heartbeat:
         return max(start, min(end - 0.01, elapsed))
 
     def enter(self, phase: str, **fields: Any) -> None:
-        """Start ``phase`` (and store any job ``fields``)."""
+        """Start ``phase`` (and store any job ``fields``); raises :class:`JobEnded` when the job
+        no longer runs (failed as stale meanwhile: another job may be running by now)."""
         self.phase = phase
-        self.store.transaction(registry.beat, self.job_id, phase, self.progress(), **fields)
+        if self.ended or not self.store.transaction(registry.beat, self.job_id, phase, self.progress(), **fields):
+            raise JobEnded(f"job {self.job_id} was ended by someone else (its heartbeat had stopped)")
         logger.info("learning: job %d: %s", self.job_id, phase)
 
     def _run(self) -> None:
         while not self._stop.wait(2.0):
             try:
-                self.store.transaction(registry.beat, self.job_id, self.phase, self.progress())
+                if not self.store.transaction(registry.beat, self.job_id, self.phase, self.progress()):
+                    self.ended = True
             except Exception:  # noqa: BLE001 - a missed beat is not the job's end
                 logger.exception("learning: job %d: heartbeat failed", self.job_id)
 
 
 def run_job(config: Config, job_id: int, store: Store) -> Dict[str, Any]:
     """Run job ``job_id`` (already started: :func:`bot.learning.registry.start_job`) to its end;
-    returns the job as the API shows it. Never raises for a failed training: the job fails."""
+    returns the job as the API shows it. Never raises for a failed training: the job fails
+    (interrupted, it fails too, then the interruption goes on)."""
     settings = config.learning
-    estimate, auto = store.transaction(registry.job_settings, job_id)
-    candidate_file: Optional[Path] = None
+    estimate, auto, starter = store.transaction(registry.job_settings, job_id)
     try:
         with Heartbeat(store, job_id, estimate) as heartbeat:
             store.transaction(corrections.collect)
             examples = store.transaction(corrections.write_training_data, LEARNED_DATA, settings.holdout_share)
             held_out = store.transaction(corrections.held_out_examples, settings.holdout_share)
             current = current_model(store, config)
+            if current is not None and not model_path(config, current[1]).is_file():
+                raise RuntimeError(f"the model in use, {current[1]}, is not in {config.rasa.model_dir}/: "
+                                   "nothing to compare a candidate with (rasa.model_dir must be the replicas' folder)")
 
             heartbeat.enter("training")
             started = time.monotonic()
@@ -279,32 +283,54 @@ def run_job(config: Config, job_id: int, store: Store) -> Dict[str, Any]:
             new_scores, new_predictions = asyncio.run(_model_scores(candidate_file, held_out, stories, target))
             old_scores: Optional[Dict[str, Any]] = None
             old_predictions: List[Prediction] = []
-            if current is not None and model_path(config, current[1]).is_file():
+            if current is not None:
                 old_scores, old_predictions = asyncio.run(
                     _model_scores(model_path(config, current[1]), held_out, stories, target))
                 old_scores["model_id"], old_scores["file"] = current
             result = evaluation(new_scores, old_scores, new_predictions, old_predictions,
                                 registry.GateSettings.from_config(settings))
+            heartbeat.enter("evaluating")  # still ours: register the candidate
             candidate_id = store.transaction(registry.add_candidate, job_id, candidate_file.name, examples,
                                              training_seconds, result, result["gate"]["passed"])
-            if result["gate"]["passed"] and auto:
+            if not result["gate"]["passed"]:
+                candidate_file.unlink(missing_ok=True)  # never served: its evaluation stays, its file goes
+            elif auto:
                 heartbeat.enter("swapping")
-                asyncio.run(promotion.promote(store, config, candidate_id, None))
+                asyncio.run(promotion.promote(store, config, candidate_id, starter))
         store.transaction(registry.finish_job, job_id)
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the job says so and ends
+    except JobEnded as exc:
+        logger.error("learning: %s", exc)
+    except BaseException as exc:  # whatever went wrong, the job says so and ends
         logger.exception("learning: job %d failed", job_id)
-        store.transaction(registry.finish_job, job_id, f"{type(exc).__name__}: {exc}")
+        store.transaction(registry.finish_job, job_id, f"{type(exc).__name__}: {exc}" if str(exc)
+                          else type(exc).__name__)
+        if not isinstance(exc, Exception):
+            raise
     return store.transaction(registry.job, job_id)
 
 
 def spawn(config: Config, job_id: int) -> None:
-    """Run the job in a process of its own (``webcare learn --job``): it ends with the service."""
+    """Run the job in a process of its own (``webcare learn --job``; it ends with the service).
+    Blocking (a fork): async callers run it in a thread. A process that ends without finishing
+    its job (it could not start, or crashed) fails the job at once, with its exit code."""
     command = [sys.executable, "-m", "bot"]
     if config.source:
         command += ["--config", str(Path(config.source).resolve())]
     logs = PROJECT / "var" / "learning"
     logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"job-{job_id}.log", "ab") as out:
+    log = logs / f"job-{job_id}.log"
+    with open(log, "ab") as out:
         process = processes.spawn(command + ["learn", "--job", str(job_id)], cwd=str(PROJECT), stdout=out,
                                   stderr=subprocess.STDOUT)
-    threading.Thread(target=process.wait, name=f"learning-job-{job_id}-reaper", daemon=True).start()
+
+    def reap() -> None:
+        processes.reap(process, timeout=24 * 3600)
+        if process.returncode:
+            store = Store.from_url(config.database_url, migrate=False)
+            try:
+                store.transaction(registry.finish_job, job_id,
+                                  f"the job's process ended with exit code {process.returncode}; see {log}")
+            finally:
+                store.close()
+
+    threading.Thread(target=reap, name=f"learning-job-{job_id}-reaper", daemon=True).start()

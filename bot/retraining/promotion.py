@@ -1,62 +1,69 @@
 """Promote a candidate model into every Rasa replica, or roll back to the previous one.
 
 The same code serves the console's buttons (``POST /api/models/{id}/promote``,
-``POST /api/models/rollback``), ``webcare models promote|rollback``, an automatic promotion at
-the end of a job and ``webcare bench days``. A promoted candidate's file moves from
-``{rasa.model_dir}/candidates/`` into ``rasa.model_dir`` and becomes its newest file, so a
-restarted ``webcare run`` starts on it too. Refused: a model that failed its gate, or one
-already in use. Audited in both outcomes (``model.promote``, ``model.rollback``,
-``model.promote_failed``).
+``POST /api/models/rollback``, used by ``webcare bench days`` too), ``webcare models
+promote|rollback`` and an automatic promotion at the end of a job. One swap at a time across
+every process (a claim in the store, :func:`bot.learning.registry.claim_swap`). Refused: a model
+that failed its gate, the one in use, a candidate compared with another model than the one in use
+now, and any decision taken on a page that no longer shows the model in use
+(``expected_in_use``). A promoted candidate's file moves from ``{rasa.model_dir}/candidates/``
+into ``rasa.model_dir`` as its newest file once every replica serves it, so a restarted
+``webcare run`` starts on it too. Audited in both outcomes (``model.promote``,
+``model.rollback``, ``model.promote_failed``).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from bot.accounts import Actor
 from bot.config import Config
-from bot.errors import Conflict
 from bot.learning import registry
-from bot.retraining.replicas import SwapFailed, swap
 from bot.rasa.stack import PROJECT
 from bot.rasa.training import KEEP_MODELS
+from bot.retraining.replicas import SwapFailed, swap
 from bot.store.database import Store
 
 logger = logging.getLogger(__name__)
 
-_one_at_a_time = asyncio.Lock()  # in this process; the store's statuses guard the rest
+CANDIDATES = "candidates"  # below rasa.model_dir: never picked by `rasa run --model {model_dir}`
 
 
-def _files(session: Any, model_id: int, rollback: bool) -> Dict[str, Any]:
-    """The names a promotion needs, read in one transaction."""
-    if rollback:
-        target = registry.rollback_target(session)
-        if target is None:
-            raise Conflict("there is no previous model to roll back to")
-        current = registry.in_use(session)
-    else:
-        target, current = registry.promotable(session, model_id)
-    return {"id": target.id, "file": target.file_name, "current": current.file_name if current else None}
-
-
-def _place(config: Config, file_name: str) -> Path:
-    """The model's file in ``rasa.model_dir`` (moved there from ``candidates/``), made its newest."""
+def model_path(config: Config, file_name: str) -> Path:
+    """Where a registered model's file is: ``rasa.model_dir``, or its ``candidates/`` folder."""
     model_dir = PROJECT / config.rasa.model_dir
-    target = model_dir / file_name
-    waiting = model_dir / "candidates" / file_name
-    if not target.exists() and waiting.exists():
-        os.replace(waiting, target)
+    for folder in (model_dir, model_dir / CANDIDATES):
+        if (folder / file_name).is_file():
+            return folder / file_name
+    return model_dir / file_name
+
+
+def _files(session: Any, model_id: Optional[int], rollback: bool, expected_in_use: Optional[int]) -> Dict[str, Any]:
+    """The names a promotion needs, read (and checked) in one transaction."""
+    if rollback:
+        target, current = registry.rollback_pair(session, expected_in_use)
+    else:
+        target, current = registry.promotable(session, int(model_id or 0), expected_in_use)
+    return {"id": target.id, "file": target.file_name, "current": current.file_name if current else None,
+            "current_id": current.id if current else None}
+
+
+def _place(source: Path, model_dir: Path) -> Path:
+    """The served model's file in ``rasa.model_dir`` (moved there from ``candidates/``), its newest."""
+    target = model_dir / source.name
+    if source != target and source.exists():
+        os.replace(source, target)
     if target.exists():
         target.touch()  # `rasa run --model {model_dir}` and `webcare run` start on the newest file
     return target
 
 
-def _prune(config: Config, keep: set) -> None:
+def _prune(model_dir: Path, keep: set) -> None:
     """Keep the newest :data:`KEEP_MODELS` files of ``rasa.model_dir`` and those in ``keep``."""
-    model_dir = PROJECT / config.rasa.model_dir
     files = sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     for old in files[:-KEEP_MODELS]:
         if old.name not in keep:
@@ -64,27 +71,34 @@ def _prune(config: Config, keep: set) -> None:
 
 
 async def promote(store: Store, config: Config, model_id: Optional[int], actor: Optional[Actor],
-                  rollback: bool = False) -> Dict[str, Any]:
-    """Swap ``model_id`` (or, with ``rollback``, the previous model) into every replica and record
-    it; ``{"model": ..., "swap": ...}``. Raises :class:`Conflict` (not promotable) or
-    :class:`SwapFailed` (a replica failed; the others were put back)."""
-    async with _one_at_a_time:
-        names = await store.run(_files, model_id or 0, rollback)
-        model_dir = PROJECT / config.rasa.model_dir
-        target = _place(config, names["file"])
-        previous = model_dir / names["current"] if names["current"] else None
-        action = "model.rollback" if rollback else "model.promote"
+                  rollback: bool = False, expected_in_use: Optional[int] = None) -> Dict[str, Any]:
+    """Swap ``model_id`` (or, with ``rollback``, the model the one in use replaced) into every
+    replica and record it; ``{"model": ..., "swap": ...}``. Raises :class:`bot.errors.Conflict`
+    (not promotable, or another swap runs), :class:`SwapFailed` (a replica failed; every replica
+    reached was put back) or :class:`bot.errors.Unavailable` (the file is missing)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    urls = config.rasa.urls
+    timeout = config.learning.swap_timeout_seconds
+    await store.run(registry.claim_swap, holder, timeout * (2 * len(urls) + 1) + 60)
+    try:
+        names = await store.run(_files, model_id, rollback, expected_in_use)
+        source = model_path(config, names["file"])
+        previous = model_path(config, names["current"]) if names["current"] else None
         try:
-            report = await swap(config.rasa.urls, target, previous, config.learning.swap_timeout_seconds)
-        except SwapFailed as exc:
-            details = {"error": str(exc), "replicas": [vars(r) for r in exc.replicas], "rollback": rollback}
-            await store.run(registry.record_swap_failure, actor, names["id"], details)
-            if previous is not None and previous.exists():
-                previous.touch()  # the newest file is the one the replicas serve again
+            report = await swap(urls, source, previous, timeout)
+        except BaseException as exc:  # a failed replica, a missing file, an interruption: audited
+            replicas = [vars(r) for r in exc.replicas] if isinstance(exc, SwapFailed) else []
+            await store.run(registry.record_swap_failure, actor, names["id"],
+                            {"error": str(exc) or type(exc).__name__, "replicas": replicas, "rollback": rollback})
             raise
-        await store.run(registry.mark_promoted, actor, names["id"], report, action)
-        _prune(config, {names["file"], names["current"] or ""})
+        model_dir = PROJECT / config.rasa.model_dir
+        _place(source, model_dir)
+        await store.run(registry.mark_promoted, actor, names["id"], report, rollback)
+        rollback_file = await store.run(lambda s: (lambda m: m.file_name if m else "")(registry.rollback_target(s)))
+        _prune(model_dir, {names["file"], rollback_file})
         view = await store.run(registry.model, names["id"])
-    logger.info("learning: %s %s in %.1f s", action, names["file"], report["seconds"])
+    finally:
+        await store.run(registry.release_swap, holder)
+    logger.info("learning: %s %s in %.1f s", "rolled back to" if rollback else "promoted", names["file"],
+                report["seconds"])
     return {"model": view, "swap": report}
-

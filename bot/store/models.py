@@ -649,7 +649,7 @@ class IntentThreshold(Base):
 
 
 class JobStatus(str, enum.Enum):
-    """A background retraining job (``bot/learning/retraining.py``)."""
+    """A background retraining job (``bot/retraining/job.py``)."""
 
     running = "running"
     succeeded = "succeeded"  # a candidate was trained and evaluated (promoted or not)
@@ -662,7 +662,12 @@ class LearningJob(Base):
     is alive; a job whose heartbeat stopped is failed by the next one to look)."""
 
     __tablename__ = "learning_jobs"
-    __table_args__ = (Index("ix_learning_jobs_status", "status"),)
+    __table_args__ = (
+        Index("ix_learning_jobs_status", "status"),
+        # one retraining at a time, across replicas
+        Index("uq_learning_jobs_one_running", "status", unique=True,
+              sqlite_where=sql_text("status = 'running'"), postgresql_where=sql_text("status = 'running'")),
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
     status: Mapped[JobStatus] = Column(_enum(JobStatus), nullable=False, default=JobStatus.running)
@@ -693,7 +698,12 @@ class TrainedModel(Base):
     its evaluation against the model in use when it was trained, and when it served."""
 
     __tablename__ = "trained_models"
-    __table_args__ = (Index("ix_trained_models_status", "status"),)
+    __table_args__ = (
+        Index("ix_trained_models_status", "status"),
+        # one model in use
+        Index("uq_trained_models_one_in_use", "status", unique=True,
+              sqlite_where=sql_text("status = 'in_use'"), postgresql_where=sql_text("status = 'in_use'")),
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True)
     file_name: Mapped[str] = Column(String(255), nullable=False, unique=True)
@@ -705,3 +715,16 @@ class TrainedModel(Base):
     created_at: Mapped[dt.datetime] = Column(AwareDateTime, nullable=False, default=utcnow)
     served_from: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)  # the latest promotion
     promoted_by: Mapped[Optional[int]] = Column(ForeignKey("users.id"))
+    previous_id: Mapped[Optional[int]] = Column(ForeignKey("trained_models.id"))  # what it replaced: a rollback's target
+    rolled_back_at: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)  # never a rollback's target again
+
+
+class SwapClaim(Base):
+    """One row: who is swapping a model into the Rasa replicas, until when (a promotion or a
+    rollback at a time, across processes; an expired claim is free)."""
+
+    __tablename__ = "swap_claims"
+
+    id: Mapped[int] = Column(Integer, primary_key=True)  # always 1
+    holder: Mapped[Optional[str]] = Column(String(120))
+    until: Mapped[Optional[dt.datetime]] = Column(AwareDateTime)

@@ -14,14 +14,22 @@ TRUE = ("1", "true", "yes", "on")
 FALSE = ("", "0", "false", "no", "off")
 
 
+MAX_WHOLE_NUMBER = 2 ** 31 - 1  # PostgreSQL's integer
+
+
 def whole_number(value: Any, field: str, what: str = "a whole number", texts: bool = True) -> int:
     """``12`` or (unless ``texts`` is false: a JSON number only) ``"12"`` → 12; never a bool,
     a float or a negative text."""
-    if texts and isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise InvalidInput(f"'{field}' must be {what}, not {value!r}", field=field)
+    number: Optional[int] = None
+    if texts and isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())  # (ASCII only: "²".isdigit() is true, int("²") fails)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if number is None:
+        raise InvalidInput(f"'{field}' must be {what}, not {str(value)[:40]!r}", field=field)
+    if number > MAX_WHOLE_NUMBER:  # beyond any id or count the store holds (and its integer columns)
+        raise InvalidInput(f"'{field}' must be {what} of at most {MAX_WHOLE_NUMBER}", field=field)
+    return number
 
 
 def optional_whole_number(value: Any, field: str, what: str = "a whole number") -> Optional[int]:

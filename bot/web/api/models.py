@@ -8,15 +8,19 @@ Rasa side :mod:`bot.retraining.job` and :mod:`bot.retraining.promotion`. Documen
 """
 from __future__ import annotations
 
+import asyncio
+from typing import Optional
+
 from aiohttp import web
 
+from bot.errors import Unavailable
 from bot.learning import registry
 from bot.retraining import job as retraining, promotion
 from bot.store.models import Role
 from bot.web import auth
 from bot.web.api.drafts import _config, _store, read_json
 from bot.web.auth import require_role
-from bot.web.request_fields import whole_number
+from bot.web.request_fields import optional_whole_number, whole_number
 
 READ_ROLES = (Role.process_owner, Role.admin)
 PROMOTE_ROLES = (Role.admin,)
@@ -32,8 +36,17 @@ async def start_retraining(request: web.Request) -> dict:
     store = _store(request)
     job_id = await store.run(lambda s: registry.start_job(s, request[auth.USER_KEY],
                                                           config.learning.promotion == "auto").id)
-    retraining.spawn(config, job_id)
+    try:
+        await asyncio.to_thread(retraining.spawn, config, job_id)  # a fork: not on the event loop
+    except Exception as exc:
+        await store.run(registry.finish_job, job_id, f"the job's process could not start: {exc}")
+        raise Unavailable(f"the retraining could not start: {exc}") from exc
     return await store.run(registry.job, job_id)
+
+
+def expected_in_use(body: dict) -> Optional[int]:
+    """``in_use``: the model in use the caller saw (a promotion is refused if it changed)."""
+    return optional_whole_number(body.get("in_use"), "in_use", "the id of the model in use you saw")
 
 
 @require_role(*READ_ROLES)
@@ -69,17 +82,20 @@ async def show_model(request: web.Request) -> web.Response:
 
 @require_role(*PROMOTE_ROLES)
 async def promote(request: web.Request) -> web.Response:
-    """``POST /api/models/{id}/promote`` → every replica serves it (409 if its gate failed)."""
-    await read_json(request, required=False)
-    result = await promotion.promote(_store(request), _config(request), _id(request), request[auth.USER_KEY])
+    """``POST /api/models/{id}/promote`` ``{"in_use"?: id}`` → every replica serves it (409 if its
+    gate failed, its comparison is stale, another swap runs or the model in use is not ``in_use``)."""
+    body = await read_json(request, required=False)
+    result = await promotion.promote(_store(request), _config(request), _id(request), request[auth.USER_KEY],
+                                     expected_in_use=expected_in_use(body))
     return web.json_response(result)
 
 
 @require_role(*PROMOTE_ROLES)
 async def rollback(request: web.Request) -> web.Response:
-    """``POST /api/models/rollback`` → every replica serves the previous model again."""
-    await read_json(request, required=False)
-    result = await promotion.promote(_store(request), _config(request), None, request[auth.USER_KEY], rollback=True)
+    """``POST /api/models/rollback`` ``{"in_use"?: id}`` → every replica serves the previous model again."""
+    body = await read_json(request, required=False)
+    result = await promotion.promote(_store(request), _config(request), None, request[auth.USER_KEY], rollback=True,
+                                     expected_in_use=expected_in_use(body))
     return web.json_response(result)
 
 

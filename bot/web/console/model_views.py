@@ -19,6 +19,7 @@ from bot.web.api.models import PROMOTE_ROLES, READ_ROLES, start_retraining
 from bot.web.auth import USER_KEY, require_role
 from bot.web.console.views import _config, _see_other, _store, render
 from bot.web.middleware import status_of
+from bot.web.request_fields import optional_whole_number, whole_number
 
 DONE = {"started": "Retraining started: the bot keeps answering with the model in use meanwhile.",
         "promoted": "Promoted: every Rasa replica serves the new model.",
@@ -31,12 +32,16 @@ def overview(session: Any) -> Dict[str, Any]:
     data = registry.models(session)
     data["jobs"] = registry.jobs(session, limit=10)
     data["running"] = next((j for j in data["jobs"] if j["status"] == "running"), None)
-    data["rollback"] = registry.rollback_target(session) is not None
+    target = registry.rollback_target(session)
+    data["rollback"] = registry.model_view(target, {}) if target else None
     return data
 
 
 async def _render(request: web.Request, *, error: Optional[str] = None, status: int = 200) -> web.Response:
     data = await _store(request).run(overview)
+    config = _config(request)
+    for model in data["models"]:  # a file pruned or never kept (a rejected one) cannot be promoted
+        model["file_present"] = promotion.model_path(config, model["file"]).is_file()
     done = request.query.get("done", "")
     return render(request, "models.html", {
         **data, "flash": DONE.get(done), "error": error,
@@ -61,10 +66,11 @@ async def retrain(request: web.Request) -> web.StreamResponse:
 @require_role(*PROMOTE_ROLES)
 async def promote(request: web.Request) -> web.StreamResponse:
 
-    raw = request.match_info["id"]
+    form = await request.post()
     try:
-        model_id = int(raw) if raw.isdigit() else 0
-        await promotion.promote(_store(request), _config(request), model_id, request[USER_KEY])
+        model_id = whole_number(request.match_info["id"], "id", "a model id")
+        await promotion.promote(_store(request), _config(request), model_id, request[USER_KEY],
+                                expected_in_use=optional_whole_number(form.get("in_use"), "in_use"))
     except WebcareError as error:
         return await _render(request, error=error.reason, status=status_of(error))
     return _see_other("/console/models?done=promoted")
@@ -72,8 +78,10 @@ async def promote(request: web.Request) -> web.StreamResponse:
 @require_role(*PROMOTE_ROLES)
 async def rollback(request: web.Request) -> web.StreamResponse:
 
+    form = await request.post()
     try:
-        await promotion.promote(_store(request), _config(request), None, request[USER_KEY], rollback=True)
+        await promotion.promote(_store(request), _config(request), None, request[USER_KEY], rollback=True,
+                                expected_in_use=optional_whole_number(form.get("in_use"), "in_use"))
     except WebcareError as error:
         return await _render(request, error=error.reason, status=status_of(error))
     return _see_other("/console/models?done=rolled_back")

@@ -98,10 +98,10 @@ def test_per_intent_and_the_changed_messages():
 
 def test_held_out_texts_are_chosen_by_the_text_the_same_way_everywhere():
     texts = [f"bericht nummer {n}" for n in range(400)]
-    chosen = [t for t in texts if corrections.held_out("nl", t, 0.2)]
+    chosen = [t for t in texts if corrections.held_out(t, 0.2)]
     assert 50 < len(chosen) < 110  # about a fifth
-    assert corrections.held_out("nl", "Bericht  NUMMER 1", 0.2) == corrections.held_out("nl", "bericht nummer 1", 0.2)
-    assert not any(corrections.held_out("nl", t, 0.0) for t in texts)
+    assert corrections.held_out("Bericht  NUMMER 1", 0.2) == corrections.held_out("bericht nummer 1", 0.2)
+    assert not any(corrections.held_out(t, 0.0) for t in texts)
 
 
 # --------------------------------------------------------------------------- models and jobs
@@ -118,10 +118,17 @@ def test_adopt_records_what_the_replicas_serve_once(store):
     assert store.transaction(lambda s: registry.rollback_target(s).file_name) == "a.tar.gz"
 
 
-def test_promotion_bookkeeping_retires_the_previous_model(store):
-    store.transaction(registry.adopt, "a.tar.gz")
+def candidate(store, compared_with: int, name: str, passed: bool = True) -> int:
     job = store.transaction(lambda s: registry.start_job(s, None, False).id)
-    good = store.transaction(registry.add_candidate, job, "c.tar.gz", 3, 50.0, {"gate": {"passed": True}}, True)
+    evaluation = {"in_use": {"model_id": compared_with}, "gate": {"passed": passed, "reasons": ["measured"]}}
+    model_id = store.transaction(registry.add_candidate, job, name, 3, 50.0, evaluation, passed)
+    store.transaction(registry.finish_job, job)
+    return model_id
+
+
+def test_promotion_bookkeeping_retires_the_previous_model(store):
+    first, _ = store.transaction(registry.adopt, "a.tar.gz")
+    good = candidate(store, first, "c.tar.gz")
     found, current = store.transaction(lambda s: tuple(m.file_name for m in registry.promotable(s, good)))
     assert (found, current) == ("c.tar.gz", "a.tar.gz")
     store.transaction(registry.mark_promoted, None, good, {"replicas": []})
@@ -131,6 +138,56 @@ def test_promotion_bookkeeping_retires_the_previous_model(store):
         store.transaction(registry.promotable, good)
     with pytest.raises(NotFound):
         store.transaction(registry.promotable, 999)
+
+
+def test_a_rollback_never_returns_to_the_model_rolled_back_from(store):
+    a, _ = store.transaction(registry.adopt, "a.tar.gz")
+    b = candidate(store, a, "b.tar.gz")
+    store.transaction(registry.mark_promoted, None, b, {})
+    c = candidate(store, b, "c.tar.gz")
+    store.transaction(registry.mark_promoted, None, c, {})
+    target, current = store.transaction(lambda s: tuple(m.id for m in registry.rollback_pair(s)))
+    assert (target, current) == (b, c)
+    store.transaction(registry.mark_promoted, None, b, {}, True)  # roll back c → b
+    assert store.transaction(lambda s: registry.rollback_target(s).id) == a  # the next one goes to a, not c
+    store.transaction(registry.mark_promoted, None, a, {}, True)  # b → a
+    with pytest.raises(Conflict, match="no previous model"):
+        store.transaction(registry.rollback_pair)  # a replaced nothing
+    rows = store.transaction(lambda s: {m.file_name: (ModelStatus(m.status).value, m.rolled_back_at is not None)
+                                        for m in s.execute(select(TrainedModel)).scalars()})
+    assert rows == {"a.tar.gz": ("in_use", False), "b.tar.gz": ("retired", True), "c.tar.gz": ("retired", True)}
+
+
+def test_a_stale_comparison_or_a_changed_model_in_use_is_refused(store):
+    a, _ = store.transaction(registry.adopt, "a.tar.gz")
+    b = candidate(store, a, "b.tar.gz")
+    c = candidate(store, a, "c.tar.gz")
+    with pytest.raises(Conflict, match="model in use changed"):
+        store.transaction(registry.promotable, b, a + 100)  # the page showed another model in use
+    store.transaction(registry.mark_promoted, None, b, {})
+    with pytest.raises(Conflict, match="compared with another model"):
+        store.transaction(registry.promotable, c)  # compared with a, but b serves now
+    store.transaction(registry.promotable, a, b)  # a retired model may serve again (it did before)
+
+
+def test_one_swap_at_a_time_and_an_expired_claim_is_free(store):
+    store.transaction(registry.claim_swap, "one", 60)
+    with pytest.raises(Conflict, match="another promotion or rollback"):
+        store.transaction(registry.claim_swap, "two", 60)
+    store.transaction(registry.release_swap, "two")  # not its claim: nothing happens
+    with pytest.raises(Conflict):
+        store.transaction(registry.claim_swap, "two", 60)
+    store.transaction(registry.release_swap, "one")
+    store.transaction(registry.claim_swap, "two", 0)  # expires at once (a crashed holder)
+    store.transaction(registry.claim_swap, "three", 60)
+
+
+def test_only_one_model_in_use_by_the_store_itself(store):
+    from sqlalchemy.exc import IntegrityError
+
+    store.transaction(registry.adopt, "a.tar.gz")
+    with pytest.raises(IntegrityError):
+        store.transaction(lambda s: s.add(TrainedModel(file_name="x.tar.gz", status=ModelStatus.in_use, examples=0)))
 
 
 def test_one_job_at_a_time_and_a_dead_one_is_failed(store):
@@ -143,7 +200,10 @@ def test_one_job_at_a_time_and_a_dead_one_is_failed(store):
     jobs = store.transaction(registry.jobs)
     assert [(j["id"], j["status"]) for j in jobs] == [(second, "running"), (first, "failed")]
     assert "stopped answering" in jobs[1]["error"]
-    store.transaction(registry.finish_job, second)
+    assert store.transaction(registry.beat, first, "training", 0.5) is False  # the dead one learns it ended
+    assert store.transaction(registry.finish_job, first) is False  # and cannot flip itself to succeeded
+    assert store.transaction(registry.job, first)["status"] == "failed"
+    assert store.transaction(registry.finish_job, second) is True
     assert store.transaction(registry.job, second)["progress"] == 1.0
     actions = store.transaction(lambda s: [a.action for a in s.execute(
         select(AuditEntry).where(AuditEntry.target_type == "learning_job")).scalars()])

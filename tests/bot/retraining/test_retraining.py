@@ -108,7 +108,7 @@ def reset_to_starter(replicas: Dict[str, Any]) -> None:
 def test_a_candidate_is_evaluated_promoted_into_every_replica_and_rolled_back(replicas, tmp_path: Path) -> None:
     reset_to_starter(replicas)
     config = config_for(replicas, tmp_path, holdout_share=0.4)
-    trained = [t for t in NEW_WORD_TEXTS if not corrections.held_out("nl", t, 0.4)]
+    trained = [t for t in NEW_WORD_TEXTS if not corrections.held_out(t, 0.4)]
     assert 0 < len(trained) < len(NEW_WORD_TEXTS)  # some are trained on, the others held out
     store = Store.from_url(config.database_url)
     try:

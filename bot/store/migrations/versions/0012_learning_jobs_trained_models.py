@@ -28,12 +28,25 @@ def upgrade() -> None:
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('served_from', sa.DateTime(timezone=True), nullable=True),
         sa.Column('promoted_by', sa.Integer(), nullable=True),
+        sa.Column('previous_id', sa.Integer(), nullable=True),
+        sa.Column('rolled_back_at', sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(['previous_id'], ['trained_models.id'], ),
         sa.ForeignKeyConstraint(['promoted_by'], ['users.id'], ),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('file_name'),
     )
     with op.batch_alter_table('trained_models', schema=None) as batch_op:
         batch_op.create_index('ix_trained_models_status', ['status'], unique=False)
+        batch_op.create_index('uq_trained_models_one_in_use', ['status'], unique=True,
+                              sqlite_where=sa.text("status = 'in_use'"), postgresql_where=sa.text("status = 'in_use'"))
+    swap_claims = op.create_table(
+        'swap_claims',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('holder', sa.String(length=120), nullable=True),
+        sa.Column('until', sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.bulk_insert(swap_claims, [{'id': 1, 'holder': None, 'until': None}])
     op.create_table(
         'learning_jobs',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -56,12 +69,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('learning_jobs', schema=None) as batch_op:
         batch_op.create_index('ix_learning_jobs_status', ['status'], unique=False)
+        batch_op.create_index('uq_learning_jobs_one_running', ['status'], unique=True,
+                              sqlite_where=sa.text("status = 'running'"), postgresql_where=sa.text("status = 'running'"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('learning_jobs', schema=None) as batch_op:
+        batch_op.drop_index('uq_learning_jobs_one_running', sqlite_where=sa.text("status = 'running'"),
+                            postgresql_where=sa.text("status = 'running'"))
         batch_op.drop_index('ix_learning_jobs_status')
     op.drop_table('learning_jobs')
+    op.drop_table('swap_claims')
     with op.batch_alter_table('trained_models', schema=None) as batch_op:
+        batch_op.drop_index('uq_trained_models_one_in_use', sqlite_where=sa.text("status = 'in_use'"),
+                            postgresql_where=sa.text("status = 'in_use'"))
         batch_op.drop_index('ix_trained_models_status')
     op.drop_table('trained_models')

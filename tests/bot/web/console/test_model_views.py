@@ -149,3 +149,27 @@ async def test_agents_are_refused_on_every_route_and_process_owners_may_not_prom
         assert response.status == 403, (method, path, response.status)
     jobs = store_of(app_client).transaction(lambda s: s.execute(select(LearningJob)).scalars().all())
     assert len(jobs) == 1  # the seeded one: no refused request started a retraining
+
+
+async def test_a_decision_taken_on_a_page_that_showed_another_model_in_use_is_refused(app_client):
+    store = store_of(app_client)
+    in_use, _ = store.transaction(registry.adopt, "old.tar.gz")
+
+    def passed_candidate(session):
+        job = registry.start_job(session, None, auto_promote=False)
+        evaluation = {**EVALUATION, "in_use": {**EVALUATION["in_use"], "model_id": in_use},
+                      "gate": {"passed": True, "reasons": ["not worse"]}}
+        model_id = registry.add_candidate(session, job.id, "candidate-2.tar.gz", 3, 50.0, evaluation, True)
+        registry.finish_job(session, job.id)
+        return model_id
+    candidate = store.transaction(passed_candidate)
+    await console_login(app_client, "ada")
+    page = await app_client.get("/console/models")
+    token = hidden_field(await page.text(), "csrf_token")
+    response = await app_client.post(f"/console/models/{candidate}/promote",
+                                     data={"csrf_token": token, "in_use": str(in_use + 1)})
+    assert response.status == 409 and "model in use changed" in await response.text()
+    response = await app_client.post("/console/models/%C2%B2/promote", data={"csrf_token": token})
+    assert response.status == 400  # not a model id: a clear refusal, no 500
+    assert (await app_client.get("/api/models/99999999999999999999")).status == 400
+    assert store.transaction(registry.in_use_file) == (in_use, "old.tar.gz")
