@@ -70,6 +70,19 @@ def add_commands(sub: Any) -> None:
                                "and dropped afterwards (default: a temporary SQLite file)")
     bench_reports.add_argument("--repeats", type=int, default=3, help="runs per query; the median is reported")
     bench_reports.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
+    days = bench_sub.add_parser(
+        "days", help="simulated days of the learning loop: customers write, simulated agents decide every "
+        "draft (the CSV's label is the truth), then corrections accepted, retrain, evaluate, swap")
+    days.add_argument("--days", type=int, default=3, help="days to simulate (default: 3)")
+    days.add_argument("--per-day", type=int, default=340, help="customers' messages a day (default: 340)")
+    days.add_argument("--messages", metavar="CSV", help="labelled messages text,intent[,lang] "
+                      "(default: tests/data/learning_days.csv)")
+    days.add_argument("--seed", type=int, default=1, help="seed of the daily draws (default: 1)")
+    days.add_argument("--rate", type=float, default=4.0, help="messages per second during a day (default: 4)")
+    days.add_argument("--threshold", type=float, help="the drafting section's auto-send threshold "
+                      "(default: bot.bench.days.DEFAULT_THRESHOLD)")
+    days.add_argument("--database-url", help="an empty store to use (default: a fresh SQLite file)")
+    days.add_argument("--json", action="store_true", help="print JSON only (the default output is JSON too)")
     bench.set_defaults(handler=lambda args, parser, config: _bench(args, parser))
 
 
@@ -103,6 +116,20 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         try:
             report = run_broadcast_bench(args.recipients, args.rate, args.kill_after, args.database_url)
         except (ValueError, RuntimeError) as exc:
+            print(f"webcare: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.bench_command == "days":
+        from bot.bench.days import DEFAULT_THRESHOLD, run_days_bench
+
+        quiet_rasa()
+        try:
+            report = run_days_bench(args.days, args.per_day, Path(args.messages) if args.messages else None,
+                                    args.seed, args.rate,
+                                    DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                                    args.database_url)
+        except (ValueError, RuntimeError) as exc:  # a bad CSV or flag; a server or API that failed
             print(f"webcare: {exc}", file=sys.stderr)
             return 1
         print(json.dumps(report, indent=2))

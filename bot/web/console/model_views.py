@@ -63,28 +63,27 @@ async def retrain(request: web.Request) -> web.StreamResponse:
     return _see_other("/console/models?done=started")
 
 
-@require_role(*PROMOTE_ROLES)
-async def promote(request: web.Request) -> web.StreamResponse:
-
+async def _swap(request: web.Request, rollback: bool) -> web.StreamResponse:
+    """Promote the model of the path (or roll back), then show the page with what happened."""
     form = await request.post()
     try:
-        model_id = whole_number(request.match_info["id"], "id", "a model id")
-        await promotion.promote(_store(request), _config(request), model_id, request[USER_KEY],
+        model_id = None if rollback else whole_number(request.match_info["id"], "id", "a model id")
+        await promotion.promote(_store(request), _config(request), model_id, request[USER_KEY], rollback=rollback,
                                 expected_in_use=optional_whole_number(form.get("in_use"), "in_use"))
     except WebcareError as error:
         return await _render(request, error=error.reason, status=status_of(error))
-    return _see_other("/console/models?done=promoted")
+    return _see_other("/console/models?done=" + ("rolled_back" if rollback else "promoted"))
+
+
+@require_role(*PROMOTE_ROLES)
+async def promote(request: web.Request) -> web.StreamResponse:
+    return await _swap(request, rollback=False)
+
 
 @require_role(*PROMOTE_ROLES)
 async def rollback(request: web.Request) -> web.StreamResponse:
+    return await _swap(request, rollback=True)
 
-    form = await request.post()
-    try:
-        await promotion.promote(_store(request), _config(request), None, request[USER_KEY], rollback=True,
-                                expected_in_use=optional_whole_number(form.get("in_use"), "in_use"))
-    except WebcareError as error:
-        return await _render(request, error=error.reason, status=status_of(error))
-    return _see_other("/console/models?done=rolled_back")
 
 def setup_model_pages(app: web.Application) -> None:
     """Register the models page and its forms (auth and templates: :func:`setup_console`)."""
