@@ -348,9 +348,9 @@ async def test_a_model_swapped_into_both_rasa_replicas_under_load_loses_and_repe
     store = Store.from_url(topology.database_url)
     try:
         def register(session):
-            registry.adopt(session, serving_now.name)
+            in_use, _ = registry.adopt(session, serving_now.name)
             job = registry.start_job(session, None, auto_promote=False)
-            passed = {"gate": {"passed": True, "reasons": ["as good as the model in use"]}}
+            passed = {"in_use": {"model_id": in_use}, "gate": {"passed": True, "reasons": ["as good as the model in use"]}}
             model_id = registry.add_candidate(session, job.id, candidate.name, 0, 1.0, passed, True)
             registry.finish_job(session, job.id)
             return model_id
