@@ -6,7 +6,7 @@ Runs in a process of its own (``webcare learn``, or started by the service for t
 (:mod:`bot.learning.registry`) that every replica's console reads. Phases:
 
 1. ``collecting`` — decided drafts become examples; the accepted and relabelled ones, less the
-   held-out share (``learning.holdout_share``), are written as training data;
+   held-out share (``learning.holdout_share``), are written as the job's own training file;
 2. ``training`` — ``rasa train`` into ``{rasa.model_dir}/candidates/`` (the progress bar follows
    the estimate from earlier jobs);
 3. ``evaluating`` — the candidate and the model in use, each loaded here, parse the held-out
@@ -22,6 +22,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -38,13 +39,11 @@ from bot.retraining import promotion
 from bot.retraining.promotion import CANDIDATES, model_path
 from bot.retraining.replicas import serving
 from bot.rasa.stack import PROJECT
-from bot.rasa import training
 from bot.rasa.training import latest_model, train
 from bot.store.database import Store
 
 logger = logging.getLogger(__name__)
 
-LEARNED_DATA = PROJECT / training.LEARNED_DATA  # also what `webcare train` trains on
 TEST_STORIES = PROJECT / "tests" / "test_stories.yml"
 CHANGED_SHOWN = 50  # messages whose intent changed, listed in the evaluation
 MAX_FAILED_NAMES = 200  # failed test stories named in the evaluation (the gate compares the names)
@@ -259,9 +258,13 @@ def run_job(config: Config, job_id: int, store: Store) -> Dict[str, Any]:
     settings = config.learning
     estimate, auto, starter = store.transaction(registry.job_settings, job_id)
     try:
-        with Heartbeat(store, job_id, estimate) as heartbeat:
+        # the job's own copy of the training data: jobs of other stores (a bench, a test) on this
+        # machine never train on each other's corrections
+        with Heartbeat(store, job_id, estimate) as heartbeat, \
+                tempfile.TemporaryDirectory(prefix=f"webcare-job-{job_id}-") as scratch:
+            learned = Path(scratch) / "learned_nlu.yml"
             store.transaction(corrections.collect)
-            examples = store.transaction(corrections.write_training_data, LEARNED_DATA, settings.holdout_share)
+            examples = store.transaction(corrections.write_training_data, learned, settings.holdout_share)
             held_out = store.transaction(corrections.held_out_examples, settings.holdout_share)
             current = current_model(store, config)
             if current is not None and not model_path(config, current[1]).is_file():
@@ -271,7 +274,7 @@ def run_job(config: Config, job_id: int, store: Store) -> Dict[str, Any]:
             heartbeat.enter("training")
             started = time.monotonic()
             candidates = PROJECT / config.rasa.model_dir / CANDIDATES
-            candidate_file = train(PROJECT, candidates, force=True, extra_data=[LEARNED_DATA],
+            candidate_file = train(PROJECT, candidates, force=True, extra_data=[learned],
                                    name=f"candidate-{job_id}-{time.strftime('%Y%m%d-%H%M%S')}")
             if candidate_file is None:
                 raise RuntimeError("rasa train wrote no model")
@@ -318,7 +321,7 @@ def spawn(config: Config, job_id: int) -> None:
         command += ["--config", str(Path(config.source).resolve())]
     logs = PROJECT / "var" / "learning"
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"job-{job_id}.log"
+    log = logs / f"job-{job_id}-{time.strftime('%Y%m%d-%H%M%S')}.log"  # ids restart in every new store
     with open(log, "ab") as out:
         process = processes.spawn(command + ["learn", "--job", str(job_id)], cwd=str(PROJECT), stdout=out,
                                   stderr=subprocess.STDOUT)
