@@ -9,18 +9,13 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 import yaml
+from tests.data.intents import SERVICE_INTENTS
 
 PROJECT = Path(__file__).resolve().parents[2]
 CSV_PATH = PROJECT / "tests" / "data" / "learning_days.csv"
 HEADER = ["text", "intent", "lang"]
 LANGUAGES = {"nl", "en"}
 # The 15 business intents of docs/intents.md: each needs customers' messages in both languages.
-SERVICE_INTENTS = (
-    "bill_too_high", "change_advance_payment", "payment_arrangement", "refund_status",
-    "submit_meter_reading", "report_outage", "moving_house", "cancel_contract", "tariffs",
-    "change_bank_details", "login_problem", "solar_feed_in", "complaint", "request_human",
-    "contact_hours",
-)
 MIN_ROWS = 400
 
 

@@ -10,18 +10,14 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 import yaml
+from tests.data.intents import SERVICE_INTENTS
 
 PROJECT = Path(__file__).resolve().parents[2]
 LANGUAGES = ("nl", "en")
 EN_CONDITION = [{"type": "slot", "name": "language", "value": "en"}]
 
 # The 15 business intents of docs/intents.md (chitchat intents need fewer examples).
-DOMAIN_INTENTS = (
-    "bill_too_high", "change_advance_payment", "payment_arrangement", "refund_status",
-    "submit_meter_reading", "report_outage", "moving_house", "cancel_contract", "tariffs",
-    "change_bank_details", "login_problem", "solar_feed_in", "complaint", "request_human",
-    "contact_hours",
-)
+DOMAIN_INTENTS = SERVICE_INTENTS
 MIN_EXAMPLES = 25
 
 
